@@ -1,0 +1,492 @@
+"""The decision core: (spec, status, one observed event) -> next status and actions.
+
+Pure: no clock (the caller passes `now`), no I/O, never raises for a legal input. An event
+that does not apply in the current phase is refused with a reason and leaves the status as
+it was (except that a user request is marked as handled, so it is not seen again).
+Both runtimes (the kopf operator and the local supervisor) carry out what this decides.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from . import events as ev
+from .actions import (
+    Action,
+    MergePullRequest,
+    OpenPullRequest,
+    RerunFailedJobs,
+    StartAttempt,
+    StopAttempt,
+    WatchCi,
+)
+from .models import (
+    ACTIVE_PHASES,
+    EXCERPT_MAX,
+    RESUMABLE_PHASES,
+    AmpTaskSpec,
+    AmpTaskStatus,
+    AttemptOutcome,
+    AttemptRecord,
+    CiWait,
+    Phase,
+    Stage,
+)
+from .prompts import ci_failure_prompt, continue_prompt, first_prompt, resume_prompt
+
+
+@dataclass(frozen=True)
+class Decision:
+    status: AmpTaskStatus
+    actions: tuple[Action, ...] = ()
+    accepted: bool = True
+    reason: str = ""
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.actions) or self.accepted
+
+
+@dataclass
+class _Ctx:
+    spec: AmpTaskSpec
+    st: AmpTaskStatus
+    now: str
+    actions: list[Action] = field(default_factory=list)
+
+    # -- helpers -------------------------------------------------------------------------
+    def pending_follow_ups(self):
+        return self.spec.follow_ups[self.st.follow_ups_seen :]
+
+    def budget_left(self) -> bool:
+        return self.st.attempts_in_budget() < self.spec.max_attempts
+
+    def start_attempt(self, prompt: str, phase: Phase, fresh_budget: bool = False) -> None:
+        st = self.st
+        if fresh_budget:
+            st.budget_start = st.attempts
+        st.attempts += 1
+        st.history.append(AttemptRecord(number=st.attempts, prompt=prompt))
+        st.follow_ups_seen = len(self.spec.follow_ups)
+        st.phase = phase
+        st.stage = Stage.AGENT
+        st.ci = None
+        self.actions.append(StartAttempt(st.attempts))
+
+    def finish(self, phase: Phase, summary: str) -> None:
+        self.st.phase = phase
+        self.st.stage = Stage.IDLE
+        self.st.ci = None
+        self.st.summary = summary
+
+    def follow_up_attempt(self) -> str:
+        """Start an attempt for instructions `continue` queued behind the previous one."""
+        n = self.st.attempts + 1
+        self.start_attempt(
+            continue_prompt(self.pending_follow_ups(), self.spec.prompt, bool(self.st.thread_id)),
+            Phase.RUNNING,
+            fresh_budget=True,
+        )
+        self.st.summary = f"attempt {n} started for the developer's new instructions"
+        return self.st.summary
+
+
+def _refuse(status: AmpTaskStatus, reason: str) -> Decision:
+    return Decision(status=status, actions=(), accepted=False, reason=reason)
+
+
+def _short(sha: str) -> str:
+    return sha[:7]
+
+
+def _guard_attempt(st: AmpTaskStatus, number: int) -> Optional[str]:
+    """Why an attempt report cannot apply now, or None when it can."""
+    if st.phase not in ACTIVE_PHASES:
+        return f"task is {_phase(st)}; attempt {number}'s report is stale"
+    if number != st.attempts:
+        return f"attempt {number} is not the current attempt ({st.attempts})"
+    if st.stage != Stage.AGENT:
+        return f"attempt {number} already reported (task is waiting on {_stage(st)})"
+    return None
+
+
+def _guard_ci(st: AmpTaskStatus, sha: str) -> Optional[str]:
+    if st.phase not in ACTIVE_PHASES:
+        return f"task is {_phase(st)}; not waiting on CI"
+    if st.stage != Stage.CI or st.ci is None:
+        return f"task is not waiting on CI (it is waiting on {_stage(st)})"
+    if st.ci.sha != sha:
+        return f"CI result for {_short(sha)} but the task waits on {_short(st.ci.sha)}"
+    return None
+
+
+def _phase(st: AmpTaskStatus) -> str:
+    return st.phase.value if st.phase else "not started"
+
+
+def _stage(st: AmpTaskStatus) -> str:
+    return st.stage.value if st.stage else "nothing"
+
+
+def _branch_glob(branch: Optional[str]) -> str:
+    if not branch:
+        return "the task"
+    head = branch.split("/", 1)[0]
+    return f"`{head}/*`" if "/" in branch else f"`{branch}`"
+
+
+# --------------------------------------------------------------------------- handlers
+
+
+def _created(c: _Ctx, e: ev.Created) -> Optional[str]:
+    if c.st.phase is not None or c.st.attempts:
+        return f"task already started (phase {_phase(c.st)})"
+    c.start_attempt(first_prompt(c.spec.prompt, c.pending_follow_ups()), Phase.QUEUED)
+    c.st.summary = "attempt 1 queued"
+    return None
+
+
+def _attempt_started(c: _Ctx, e: ev.AttemptStarted) -> Optional[str]:
+    if why := _guard_attempt(c.st, e.number):
+        return why
+    rec = c.st.history[-1]
+    rec.started_at = rec.started_at or c.now
+    rec.job = e.job or rec.job
+    if c.st.phase == Phase.QUEUED:
+        c.st.phase = Phase.RUNNING
+    c.st.summary = f"attempt {e.number} running the agent"
+    return None
+
+
+def _attempt_pushed(c: _Ctx, e: ev.AttemptPushed) -> Optional[str]:
+    if why := _guard_attempt(c.st, e.number):
+        return why
+    st, rec = c.st, c.st.history[-1]
+    rec.started_at = rec.started_at or c.now
+    rec.finished_at = c.now
+    rec.outcome = AttemptOutcome.PUSHED
+    rec.commit = e.sha
+    rec.tokens_in, rec.tokens_out = e.tokens_in, e.tokens_out
+    st.thread_id = st.thread_id or e.thread_id
+    if st.phase == Phase.QUEUED:
+        st.phase = Phase.RUNNING
+    st.stage = Stage.CI
+    st.ci = CiWait(sha=e.sha, since=c.now)
+    st.ci_run_id = st.ci_run_url = None
+    st.summary = f"attempt {e.number} pushed {_short(e.sha)}; waiting for CI"
+    c.actions.append(WatchCi(e.sha))
+    return None
+
+
+def _attempt_no_change(c: _Ctx, e: ev.AttemptNoChange) -> Optional[str]:
+    if why := _guard_attempt(c.st, e.number):
+        return why
+    rec = c.st.history[-1]
+    rec.finished_at, rec.outcome = c.now, AttemptOutcome.NO_CHANGE
+    c.st.thread_id = c.st.thread_id or e.thread_id
+    if c.pending_follow_ups():
+        c.follow_up_attempt()
+        return None
+    c.finish(Phase.NEEDS_REVIEW, f"attempt {e.number}: the agent made no changes")
+    return None
+
+
+_RETRYABLE = {
+    AttemptOutcome.AGENT_FAILED,
+    AttemptOutcome.TIMEOUT,
+    AttemptOutcome.PUSH_REJECTED,
+    AttemptOutcome.INTERRUPTED,
+    AttemptOutcome.ABORTED,
+}
+
+
+def _attempt_failed(c: _Ctx, e: ev.AttemptFailed) -> Optional[str]:
+    if why := _guard_attempt(c.st, e.number):
+        return why
+    st, rec = c.st, c.st.history[-1]
+    rec.finished_at, rec.outcome, rec.reason = c.now, e.outcome, e.reason
+    rec.commit = e.commit or rec.commit
+    st.thread_id = st.thread_id or e.thread_id
+    if e.outcome == AttemptOutcome.TAMPERED:
+        files = ", ".join(e.files) if e.files else "protected files"
+        c.finish(
+            Phase.NEEDS_REVIEW,
+            f"attempt {e.number} was not pushed: it changed protected files ({files})",
+        )
+        return None
+    if e.outcome == AttemptOutcome.CONFIG_ERROR or e.outcome not in _RETRYABLE:
+        c.finish(Phase.ERROR, f"attempt {e.number} could not run: {e.reason}")
+        return None
+    if c.pending_follow_ups() or c.budget_left():
+        fresh = bool(c.pending_follow_ups())
+        prompt = resume_prompt(
+            e.reason, c.spec.prompt, c.pending_follow_ups(), bool(st.thread_id)
+        )
+        c.start_attempt(prompt, Phase.RETRYING, fresh_budget=fresh)
+        st.summary = f"attempt {e.number} failed ({e.reason}); attempt {st.attempts} queued"
+        return None
+    final = Phase.ERROR if e.outcome == AttemptOutcome.PUSH_REJECTED else Phase.NEEDS_REVIEW
+    c.finish(final, f"attempt {e.number} failed ({e.reason}); no attempts left")
+    return None
+
+
+def _ci_pending(c: _Ctx, e: ev.CiPending) -> Optional[str]:
+    if why := _guard_ci(c.st, e.sha):
+        return why
+    if e.run_id is not None:
+        c.st.ci_run_id, c.st.ci_run_url = e.run_id, e.run_url
+        rec = c.st.history[-1]
+        rec.ci_run_id, rec.ci_run_url = e.run_id, e.run_url
+    run = f" (run {e.run_id})" if e.run_id is not None else ""
+    c.st.summary = f"waiting for CI on {_short(e.sha)}{run}"
+    return None
+
+
+def _ci_green(c: _Ctx, e: ev.CiGreen) -> Optional[str]:
+    if why := _guard_ci(c.st, e.sha):
+        return why
+    st, rec = c.st, c.st.history[-1]
+    assert st.ci is not None
+    rec.ci_conclusion = "success"
+    rec.ci_run_id, rec.ci_run_url = e.run_id or rec.ci_run_id, e.run_url or rec.ci_run_url
+    rec.flaky = True if st.ci.rerun_requested else None
+    st.ci_run_id, st.ci_run_url = rec.ci_run_id, rec.ci_run_url
+    if c.pending_follow_ups():
+        c.follow_up_attempt()
+        return None
+    st.stage = Stage.PR
+    st.ci = None
+    flaky = " after re-running a flaky job" if rec.flaky else ""
+    st.summary = f"CI green on {_short(e.sha)}{flaky}; opening the pull request"
+    c.actions.append(OpenPullRequest())
+    return None
+
+
+def _same_failure_as_before(c: _Ctx, signature: str) -> bool:
+    """Non-convergence: the previous attempt of this budget failed CI with the same error."""
+    if not signature or not c.spec.policy.stop_on_repeated_failure:
+        return False
+    earlier = [r for r in c.st.history[:-1] if r.number > c.st.budget_start]
+    if not earlier:
+        return False
+    prev = earlier[-1]
+    return prev.ci_conclusion == "failure" and prev.signature == signature
+
+
+def _ci_red(c: _Ctx, e: ev.CiRed) -> Optional[str]:
+    if why := _guard_ci(c.st, e.sha):
+        return why
+    st, rec = c.st, c.st.history[-1]
+    assert st.ci is not None
+    if e.run_id is not None:
+        st.ci_run_id, st.ci_run_url = e.run_id, e.run_url
+        rec.ci_run_id, rec.ci_run_url = e.run_id, e.run_url
+    if (
+        c.spec.policy.flaky_retry
+        and e.rerunnable
+        and e.run_id is not None
+        and not st.ci.rerun_requested
+    ):
+        st.ci.rerun_requested = True
+        st.ci.rerun_run_id = e.run_id
+        st.summary = f"CI red on {_short(e.sha)}; re-running the failed jobs once (flaky guard)"
+        c.actions.append(RerunFailedJobs(e.run_id))
+        return None
+    rec.ci_conclusion = "failure"
+    rec.excerpt = e.excerpt[:EXCERPT_MAX]
+    rec.signature = e.signature or None
+    if c.pending_follow_ups():
+        prompt = ci_failure_prompt(
+            e.sha, e.run_url, rec.excerpt, c.pending_follow_ups(),
+            None if st.thread_id else c.spec.prompt,
+        )
+        c.start_attempt(prompt, Phase.RETRYING, fresh_budget=True)
+        st.summary = f"CI red on {_short(e.sha)}; attempt {st.attempts} queued with new instructions"
+        return None
+    if _same_failure_as_before(c, e.signature):
+        first = e.signature.splitlines()[0] if e.signature else ""
+        c.finish(
+            Phase.NEEDS_REVIEW,
+            f"stopped early: attempts {rec.number - 1} and {rec.number} failed CI with the same "
+            f"error ({first[:160]})",
+        )
+        return None
+    if c.budget_left():
+        prompt = ci_failure_prompt(
+            e.sha, e.run_url, rec.excerpt, (), None if st.thread_id else c.spec.prompt
+        )
+        c.start_attempt(prompt, Phase.RETRYING)
+        st.summary = f"CI red on {_short(e.sha)}; attempt {st.attempts} queued with the failure"
+        return None
+    url = f" ({e.run_url})" if e.run_url else ""
+    c.finish(
+        Phase.NEEDS_REVIEW,
+        f"CI still red after {st.attempts_in_budget()} attempt(s){url}",
+    )
+    return None
+
+
+def _ci_missing(c: _Ctx, e: ev.CiMissing) -> Optional[str]:
+    if why := _guard_ci(c.st, e.sha):
+        return why
+    c.st.history[-1].ci_conclusion = "missing"
+    c.finish(
+        Phase.ERROR,
+        f"no GitHub Actions run appeared for {_short(e.sha)} in {e.waited_minutes} min — do "
+        f"your workflows run on push to {_branch_glob(c.spec.branch)} branches?",
+    )
+    return None
+
+
+def _pr_opened(c: _Ctx, e: ev.PrOpened) -> Optional[str]:
+    st = c.st
+    if st.phase not in ACTIVE_PHASES or st.stage != Stage.PR:
+        return f"task is not opening a pull request (phase {_phase(st)}, stage {_stage(st)})"
+    st.pr_url, st.pr_number, st.pr_state = e.url, e.number, "open"
+    how = "adopted" if e.adopted else "opened"
+    n = st.attempts_in_budget()
+    c.finish(Phase.SUCCESS, f"CI green after {n} attempt(s); PR #{e.number} {how}")
+    return None
+
+
+def _continue(c: _Ctx, e: ev.Continue) -> Optional[str]:
+    st = c.st
+    if not c.pending_follow_ups():
+        return "no new instructions to continue with"
+    if st.phase is None:
+        return "task has not started yet; its first attempt will include the instructions"
+    if st.phase in ACTIVE_PHASES:
+        return f"queued behind attempt {st.attempts}, which is still in flight"
+    if st.pr_state == "merged":
+        st.follow_ups_seen = len(c.spec.follow_ups)
+        return "the task's pull request is already merged; start a new task instead"
+    n = st.attempts + 1
+    prompt = continue_prompt(c.pending_follow_ups(), c.spec.prompt, bool(st.thread_id))
+    c.start_attempt(prompt, Phase.QUEUED, fresh_budget=True)
+    st.summary = f"continued: attempt {n} queued"
+    return None
+
+
+def _abort(c: _Ctx, e: ev.Abort) -> Optional[str]:
+    st = c.st
+    if st.abort_handled_at == e.requested_at:
+        return "abort request already handled"
+    st.abort_handled_at = e.requested_at
+    if st.phase is not None and st.phase not in ACTIVE_PHASES:
+        return f"task already {st.phase.value}; nothing to abort"
+    rec = st.current()
+    where = ""
+    if rec is not None and st.stage == Stage.AGENT:
+        c.actions.append(StopAttempt(rec.number))
+        rec.outcome = rec.outcome or AttemptOutcome.ABORTED
+        rec.finished_at = rec.finished_at or c.now
+        where = f" during attempt {rec.number}"
+    elif st.stage == Stage.CI:
+        where = " while waiting on CI"
+    c.finish(Phase.ABORTED, f"aborted by request{where}")
+    return None
+
+
+def _merge_requested(c: _Ctx, e: ev.MergeRequested) -> Optional[str]:
+    st = c.st
+    if st.merge_handled_at == e.requested_at:
+        return "merge request already handled"
+    st.merge_handled_at = e.requested_at
+    if st.phase != Phase.SUCCESS:
+        return f"only a task in success can be merged (phase {_phase(st)})"
+    if st.pr_number is None or st.pr_state != "open":
+        return f"the task has no open pull request (PR state {st.pr_state or 'none'})"
+    rec = st.current()
+    c.actions.append(
+        MergePullRequest(
+            number=st.pr_number,
+            method=c.spec.policy.merge_method,
+            delete_branch=c.spec.policy.delete_branch_on_merge,
+            sha=rec.commit if rec else None,
+        )
+    )
+    st.pr_state = "merging"
+    st.summary = f"merging PR #{st.pr_number} ({c.spec.policy.merge_method.value})"
+    return None
+
+
+def _merge_done(c: _Ctx, e: ev.MergeDone) -> Optional[str]:
+    st = c.st
+    if st.pr_state != "merging":
+        return f"no merge in progress (PR state {st.pr_state or 'none'})"
+    st.pr_state = "merged"
+    st.summary = f"PR #{st.pr_number} merged ({c.spec.policy.merge_method.value})"
+    return None
+
+
+def _merge_refused(c: _Ctx, e: ev.MergeRefused) -> Optional[str]:
+    st = c.st
+    if st.pr_state != "merging":
+        return f"no merge in progress (PR state {st.pr_state or 'none'})"
+    st.pr_state = "open"
+    st.summary = f"merge of PR #{st.pr_number} refused: {e.reason}"
+    return None
+
+
+_HANDLERS = {
+    ev.Created: _created,
+    ev.AttemptStarted: _attempt_started,
+    ev.AttemptPushed: _attempt_pushed,
+    ev.AttemptNoChange: _attempt_no_change,
+    ev.AttemptFailed: _attempt_failed,
+    ev.CiPending: _ci_pending,
+    ev.CiGreen: _ci_green,
+    ev.CiRed: _ci_red,
+    ev.CiMissing: _ci_missing,
+    ev.PrOpened: _pr_opened,
+    ev.Continue: _continue,
+    ev.Abort: _abort,
+    ev.MergeRequested: _merge_requested,
+    ev.MergeDone: _merge_done,
+    ev.MergeRefused: _merge_refused,
+}
+
+
+def decide(spec: AmpTaskSpec, status: AmpTaskStatus, event: ev.Event, now: str) -> Decision:
+    """Apply one event. The input status is never mutated."""
+    handler = _HANDLERS.get(type(event))
+    if handler is None:
+        return _refuse(status, f"unknown event {type(event).__name__}")
+    c = _Ctx(spec=spec, st=status.model_copy(deep=True), now=now)
+    before_marks = (c.st.abort_handled_at, c.st.merge_handled_at, c.st.follow_ups_seen)
+    why = handler(c, event)
+    if why is not None:
+        # Refused: keep the status, except the marks that say a request was seen.
+        kept = status.model_copy(deep=True)
+        kept.abort_handled_at, kept.merge_handled_at, kept.follow_ups_seen = (
+            c.st.abort_handled_at,
+            c.st.merge_handled_at,
+            c.st.follow_ups_seen,
+        )
+        if (kept.abort_handled_at, kept.merge_handled_at, kept.follow_ups_seen) != before_marks:
+            kept.updated_at = now
+        return _refuse(kept, why)
+    if c.actions or c.st != status:
+        c.st.updated_at = now
+    return Decision(status=c.st, actions=tuple(c.actions), accepted=True, reason=c.st.summary or "")
+
+
+def requested_events(spec: AmpTaskSpec, status: AmpTaskStatus) -> list[ev.Event]:
+    """Level-triggered events a runtime derives by comparing the spec with the status.
+
+    Abort first (it wins over everything), then creation, new instructions and merge.
+    """
+    out: list[ev.Event] = []
+    if spec.abort_requested_at and spec.abort_requested_at != status.abort_handled_at:
+        out.append(ev.Abort(spec.abort_requested_at))
+    if status.phase is None and status.attempts == 0:
+        out.append(ev.Created())
+    if (
+        status.phase in RESUMABLE_PHASES
+        and len(spec.follow_ups) > status.follow_ups_seen
+    ):
+        out.append(ev.Continue())
+    if spec.merge_requested_at and spec.merge_requested_at != status.merge_handled_at:
+        out.append(ev.MergeRequested(spec.merge_requested_at))
+    return out

@@ -1,0 +1,131 @@
+"""What a runtime can observe about a task: the inputs of the decision core."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Union
+
+from .models import AttemptOutcome
+
+
+@dataclass(frozen=True)
+class Created:
+    """The task object exists and has never been started."""
+
+
+@dataclass(frozen=True)
+class AttemptStarted:
+    number: int
+    job: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class AttemptPushed:
+    number: int
+    sha: str
+    thread_id: Optional[str] = None
+    tokens_in: Optional[int] = None
+    tokens_out: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class AttemptNoChange:
+    number: int
+    thread_id: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class AttemptFailed:
+    """The worker could not finish its attempt (or its Job died without a report)."""
+
+    number: int
+    outcome: AttemptOutcome
+    reason: str
+    files: tuple[str, ...] = ()
+    thread_id: Optional[str] = None
+    commit: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class CiPending:
+    sha: str
+    run_id: Optional[int] = None
+    run_url: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class CiGreen:
+    sha: str
+    run_id: Optional[int] = None
+    run_url: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class CiRed:
+    sha: str
+    run_id: Optional[int]
+    run_url: Optional[str]
+    excerpt: str
+    signature: str = ""
+    rerunnable: bool = True
+
+
+@dataclass(frozen=True)
+class CiMissing:
+    """No workflow run appeared for the commit within the grace period."""
+
+    sha: str
+    waited_minutes: int
+
+
+@dataclass(frozen=True)
+class PrOpened:
+    url: str
+    number: int
+    adopted: bool = False
+
+
+@dataclass(frozen=True)
+class Continue:
+    """`ampx continue`: new instructions appeared in spec.followUps."""
+
+
+@dataclass(frozen=True)
+class Abort:
+    requested_at: str
+
+
+@dataclass(frozen=True)
+class MergeRequested:
+    requested_at: str
+
+
+@dataclass(frozen=True)
+class MergeDone:
+    sha: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class MergeRefused:
+    reason: str
+
+
+Event = Union[
+    Created,
+    AttemptStarted,
+    AttemptPushed,
+    AttemptNoChange,
+    AttemptFailed,
+    CiPending,
+    CiGreen,
+    CiRed,
+    CiMissing,
+    PrOpened,
+    Continue,
+    Abort,
+    MergeRequested,
+    MergeDone,
+    MergeRefused,
+]
+
+ALL_EVENT_TYPES: tuple[type, ...] = Event.__args__  # type: ignore[attr-defined]

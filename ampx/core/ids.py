@@ -1,0 +1,51 @@
+"""Task ids (lowercase ULIDs), default branch names, and git-like id prefixes."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from typing import Iterable
+
+from ulid import ULID
+
+SLUG_MAX = 40
+
+
+def new_task_id() -> str:
+    """A lowercase ULID: sortable by creation time and a valid Kubernetes object name."""
+    return str(ULID()).lower()
+
+
+def slugify(text: str, limit: int = SLUG_MAX) -> str:
+    """`Migrate Mocha tests to Vitest` -> `migrate-mocha-tests-to-vitest`."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
+    if len(slug) > limit:
+        slug = slug[:limit].rsplit("-", 1)[0] or slug[:limit]
+    return slug.strip("-") or "task"
+
+
+def default_branch(title: str, task_id: str) -> str:
+    """`amp/<slug>-<first 6 of id>`: readable, and unique per task."""
+    return f"amp/{slugify(title)}-{task_id[:6].lower()}"
+
+
+class IdError(LookupError):
+    """An id that matches no task, or more than one."""
+
+
+def resolve_prefix(prefix: str, ids: Iterable[str]) -> str:
+    """Like git: any unique prefix, case-insensitive, names one task."""
+    p = prefix.strip().lower()
+    if not p:
+        raise IdError("empty task id")
+    ids = list(ids)
+    if p in ids:
+        return p
+    matches = sorted(i for i in ids if i.startswith(p))
+    if not matches:
+        raise IdError(f"no task matches id {prefix!r}")
+    if len(matches) > 1:
+        shown = ", ".join(matches[:5]) + (", …" if len(matches) > 5 else "")
+        raise IdError(f"task id {prefix!r} is ambiguous: it matches {shown}")
+    return matches[0]

@@ -1,0 +1,298 @@
+"""The AmpTask API types (`ampx.dev/v1alpha1`).
+
+These pydantic models are the single source of the AmpTask schema: the CRD's
+`openAPIV3Schema` is generated from them (`ampx.core.crd`), so the code and what
+the API server accepts cannot drift apart. Field names are camelCase on the wire,
+snake_case in Python.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Annotated, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.alias_generators import to_camel
+
+GROUP = "ampx.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "AmpTask"
+PLURAL = "amptasks"
+SINGULAR = "amptask"
+SHORT_NAMES = ["at"]
+
+OWNER_LABEL = "ampx.dev/owner"
+TASK_LABEL = "ampx.dev/task"
+ATTEMPT_LABEL = "ampx.dev/attempt"
+
+PROMPT_MAX = 32768
+MESSAGE_MAX = 16384
+EXCERPT_MAX = 4000
+
+# owner/repo, git@github.com:owner/repo(.git), https://github.com/owner/repo(.git) and the
+# same on a GitHub Enterprise host.
+_NAME = r"[A-Za-z0-9_.-]+"
+REPO_PATTERN = (
+    rf"^(?:{_NAME}/{_NAME}"
+    rf"|git@[A-Za-z0-9.-]+:{_NAME}/{_NAME}"
+    rf"|https://[A-Za-z0-9.-]+(?::[0-9]+)?/{_NAME}/{_NAME}/?)$"
+)
+# A safe subset of git ref names (RE2 syntax: Kubernetes evaluates CRD patterns with Go's
+# regexp, which has no look-arounds); `check_branch` adds the rules a pattern cannot say.
+BRANCH_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9._/-]*$"
+
+
+def check_branch(value: str) -> str:
+    """Reject names git itself would refuse (git check-ref-format), with the reason."""
+    for bad, why in (("..", "'..'"), ("//", "'//'"), ("@{", "'@{'")):
+        if bad in value:
+            raise ValueError(f"branch name {value!r} must not contain {why}")
+    if value.endswith(("/", ".", ".lock")):
+        raise ValueError(f"branch name {value!r} must not end with '/', '.' or '.lock'")
+    if any(part.startswith(".") for part in value.split("/")):
+        raise ValueError(f"branch name {value!r} has a component starting with '.'")
+    return value
+
+
+class Phase(str, enum.Enum):
+    """Lifecycle of a task, as shown by `ampx ls` and `kubectl get amptasks`."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    RETRYING = "retrying"
+    NEEDS_REVIEW = "needs_review"
+    SUCCESS = "success"
+    ABORTED = "aborted"
+    ERROR = "error"
+
+    @property
+    def active(self) -> bool:
+        return self in (Phase.QUEUED, Phase.RUNNING, Phase.RETRYING)
+
+
+ACTIVE_PHASES = frozenset(p for p in Phase if p.active)
+RESUMABLE_PHASES = frozenset({Phase.NEEDS_REVIEW, Phase.ERROR, Phase.ABORTED, Phase.SUCCESS})
+
+
+class Stage(str, enum.Enum):
+    """What an active task is waiting on."""
+
+    AGENT = "agent"  # an attempt's Job/process is running the agent
+    CI = "ci"  # the attempt pushed; waiting on GitHub Actions for that commit
+    PR = "pr"  # CI is green; opening (or adopting) the pull request
+    IDLE = "idle"  # nothing in flight (finished tasks)
+
+
+class AttemptOutcome(str, enum.Enum):
+    """How one attempt ended, as the worker reports it and the operator records it."""
+
+    PUSHED = "pushed"
+    NO_CHANGE = "no_change"
+    AGENT_FAILED = "agent_failed"
+    TIMEOUT = "timeout"
+    PUSH_REJECTED = "push_rejected"
+    TAMPERED = "tampered"
+    CONFIG_ERROR = "config_error"
+    INTERRUPTED = "interrupted"
+    ABORTED = "aborted"
+
+
+class MergeMethod(str, enum.Enum):
+    SQUASH = "squash"
+    MERGE = "merge"
+    REBASE = "rebase"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="ignore",
+        use_enum_values=False,
+    )
+
+    def wire(self) -> dict:
+        """The camelCase JSON form stored in the API server (unset optionals omitted)."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+# --------------------------------------------------------------------------- spec
+
+
+class Limits(_Model):
+    """Time budgets. The attempt limit ends the agent's whole process group."""
+
+    attempt_timeout_minutes: Annotated[int, Field(ge=1, le=1440)] = 60
+    ci_grace_minutes: Annotated[int, Field(ge=1, le=240)] = 10
+    ci_timeout_minutes: Annotated[int, Field(ge=1, le=1440)] = 120
+
+
+class Policy(_Model):
+    """Per-task behaviour switches, all on the safe side by default."""
+
+    tamper_guard: bool = True
+    keep_work_on_stop: bool = True
+    flaky_retry: bool = True
+    stop_on_repeated_failure: bool = True
+    merge_method: MergeMethod = MergeMethod.SQUASH
+    delete_branch_on_merge: bool = True
+
+
+class FollowUp(_Model):
+    """An instruction appended by `ampx continue`."""
+
+    message: Annotated[str, Field(min_length=1, max_length=MESSAGE_MAX)]
+    at: Optional[str] = None
+    by: Optional[str] = None
+
+
+class AmpTaskSpec(_Model):
+    """What the user asked for. Written by the CLI (the operator only defaults the branch)."""
+
+    repo: Annotated[str, Field(pattern=REPO_PATTERN, max_length=300)]
+    prompt: Annotated[str, Field(min_length=1, max_length=PROMPT_MAX)]
+    title: Optional[Annotated[str, Field(max_length=200)]] = None
+    branch: Optional[Annotated[str, Field(pattern=BRANCH_PATTERN, max_length=200)]] = None
+    base_branch: Optional[Annotated[str, Field(pattern=BRANCH_PATTERN, max_length=200)]] = None
+    max_attempts: Annotated[int, Field(ge=1, le=20)] = 3
+    agent: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")] = "amp"
+    limits: Limits = Field(default_factory=Limits)
+    policy: Policy = Field(default_factory=Policy)
+    follow_ups: Annotated[list[FollowUp], Field(max_length=100)] = Field(default_factory=list)
+    abort_requested_at: Optional[str] = None
+    merge_requested_at: Optional[str] = None
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt_not_blank(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("prompt must not be blank")
+        return v
+
+    @field_validator("branch", "base_branch")
+    @classmethod
+    def _branch_ok(cls, v: Optional[str]) -> Optional[str]:
+        return None if v is None else check_branch(v)
+
+    def display_title(self) -> str:
+        """The task's one-line title: given, or the prompt's first non-empty line."""
+        if self.title:
+            return self.title
+        for line in self.prompt.splitlines():
+            if line.strip():
+                line = line.strip()
+                return line if len(line) <= 72 else line[:71] + "…"
+        return "task"
+
+
+# --------------------------------------------------------------------------- status
+
+
+class WorkerReport(_Model):
+    """What a worker writes about its own attempt (status.reports["<N>"]); nobody else does."""
+
+    started_at: Optional[str] = None
+    finished_at: Optional[str] = None
+    outcome: Optional[AttemptOutcome] = None
+    commit: Optional[str] = None
+    base_commit: Optional[str] = None
+    thread_id: Optional[str] = None
+    reason: Optional[Annotated[str, Field(max_length=4000)]] = None
+    files: Optional[list[str]] = None
+    tokens_in: Optional[int] = None
+    tokens_out: Optional[int] = None
+    exit_code: Optional[int] = None
+
+
+class AttemptRecord(_Model):
+    """The operator's record of one attempt: what was asked and what came of it."""
+
+    number: Annotated[int, Field(ge=1)]
+    prompt: Annotated[str, Field(max_length=PROMPT_MAX + EXCERPT_MAX + MESSAGE_MAX)]
+    job: Optional[str] = None
+    started_at: Optional[str] = None
+    finished_at: Optional[str] = None
+    outcome: Optional[AttemptOutcome] = None
+    commit: Optional[str] = None
+    reason: Optional[str] = None
+    ci_run_id: Optional[int] = None
+    ci_run_url: Optional[str] = None
+    ci_conclusion: Optional[str] = None
+    excerpt: Optional[Annotated[str, Field(max_length=EXCERPT_MAX + 200)]] = None
+    signature: Optional[str] = None
+    flaky: Optional[bool] = None
+    tokens_in: Optional[int] = None
+    tokens_out: Optional[int] = None
+
+
+class CiWait(_Model):
+    """Operator-private state of waiting on CI for one commit."""
+
+    sha: str
+    since: Optional[str] = None
+    rerun_requested: bool = False
+    rerun_run_id: Optional[int] = None
+
+
+class Condition(_Model):
+    type: str
+    status: Annotated[str, Field(pattern=r"^(True|False|Unknown)$")]
+    reason: Optional[str] = None
+    message: Optional[str] = None
+    last_transition_time: Optional[str] = None
+
+
+class AmpTaskStatus(_Model):
+    """What happened so far. The operator writes every field except `reports`."""
+
+    phase: Optional[Phase] = None
+    stage: Optional[Stage] = None
+    thread_id: Optional[str] = None
+    attempts: int = 0
+    budget_start: int = 0
+    ci_run_id: Optional[int] = None
+    ci_run_url: Optional[str] = None
+    pr_url: Optional[str] = None
+    pr_number: Optional[int] = None
+    pr_state: Optional[str] = None
+    summary: Optional[str] = None
+    history: list[AttemptRecord] = Field(default_factory=list)
+    ci: Optional[CiWait] = None
+    follow_ups_seen: int = 0
+    abort_handled_at: Optional[str] = None
+    merge_handled_at: Optional[str] = None
+    reports: dict[str, WorkerReport] = Field(default_factory=dict)
+    conditions: list[Condition] = Field(default_factory=list)
+    observed_generation: Optional[int] = None
+    updated_at: Optional[str] = None
+
+    def current(self) -> Optional[AttemptRecord]:
+        return self.history[-1] if self.history else None
+
+    def attempts_in_budget(self) -> int:
+        """Attempts spent since the task was created or last continued."""
+        return self.attempts - self.budget_start
+
+
+class AmpTask(_Model):
+    """A whole AmpTask object as the API server holds it."""
+
+    api_version: str = Field(default=API_VERSION, alias="apiVersion")
+    kind: str = KIND
+    metadata: dict = Field(default_factory=dict)
+    spec: AmpTaskSpec
+    status: AmpTaskStatus = Field(default_factory=AmpTaskStatus)
+
+    @property
+    def name(self) -> str:
+        return self.metadata.get("name", "")
+
+    @property
+    def namespace(self) -> str:
+        return self.metadata.get("namespace", "")
+
+
+def camel(name: str) -> str:
+    return to_camel(name)
+

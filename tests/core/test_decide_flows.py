@@ -1,0 +1,236 @@
+"""Whole task stories through the decision core: sequences of events, not single cells."""
+
+from __future__ import annotations
+
+from ampx.core import events as ev
+from ampx.core.actions import MergePullRequest, RerunFailedJobs, StartAttempt, StopAttempt
+from ampx.core.decide import decide, requested_events
+from ampx.core.models import (
+    AmpTaskSpec,
+    AmpTaskStatus,
+    AttemptOutcome,
+    FollowUp,
+    Phase,
+    Policy,
+    Stage,
+)
+
+NOW = "2026-11-25T10:00:00Z"
+
+
+def mk(**kw) -> AmpTaskSpec:
+    base = dict(repo="acme/api", prompt="Make the tests pass", branch="amp/make-tests-01abcd",
+                policy=Policy(flaky_retry=False))
+    base.update(kw)
+    return AmpTaskSpec(**base)
+
+
+def run(spec, status, *events):
+    decisions = []
+    for e in events:
+        d = decide(spec, status, e, NOW)
+        assert d.accepted, f"{e}: {d.reason}"
+        status = d.status
+        decisions.append(d)
+    return status, decisions
+
+
+def sha(n: int) -> str:
+    return f"{n:x}" * 40
+
+
+def push_and_fail(n: int, excerpt: str, signature: str):
+    return [
+        ev.AttemptStarted(n),
+        ev.AttemptPushed(n, sha(n), thread_id="T-abc"),
+        ev.CiRed(sha(n), 100 + n, f"http://gh/runs/{100 + n}", excerpt, signature),
+    ]
+
+
+def test_red_then_green_carries_the_excerpt_into_the_next_prompt():
+    spec = mk()
+    st, _ = run(spec, AmpTaskStatus(), ev.Created(),
+                *push_and_fail(1, "FAILED test_calc.py::test_add - AssertionError: 3 != 4", "s1"))
+    assert st.phase == Phase.RETRYING and st.attempts == 2
+    prompt = st.history[-1].prompt
+    assert prompt.startswith(f"CI failed on {sha(1)[:12]} (http://gh/runs/101)")
+    assert "AssertionError: 3 != 4" in prompt and "Fix and retry." in prompt
+    assert st.history[0].excerpt.startswith("FAILED") and st.history[0].ci_conclusion == "failure"
+    st, ds = run(spec, st, ev.AttemptStarted(2), ev.AttemptPushed(2, sha(2)),
+                 ev.CiGreen(sha(2), 202, "http://gh/runs/202"), ev.PrOpened("http://gh/pr/1", 1))
+    assert st.phase == Phase.SUCCESS and st.pr_url == "http://gh/pr/1"
+    assert st.ci_run_id == 202 and st.thread_id == "T-abc"
+    assert "PR #1 opened" in st.summary
+
+
+def test_never_green_gives_up_to_needs_review_after_max_attempts():
+    spec = mk(max_attempts=3)
+    evs = [ev.Created()]
+    for n in (1, 2, 3):
+        evs += push_and_fail(n, f"error {n}", f"sig{n}")
+    st, ds = run(spec, AmpTaskStatus(), *evs)
+    assert st.phase == Phase.NEEDS_REVIEW and st.stage == Stage.IDLE
+    assert st.attempts == 3
+    assert "CI still red after 3 attempt(s)" in st.summary and "runs/103" in st.summary
+    assert ds[-1].actions == ()
+
+
+def test_same_error_twice_stops_early():
+    spec = mk(max_attempts=5)
+    st, _ = run(spec, AmpTaskStatus(), ev.Created(),
+                *push_and_fail(1, "E1", "AssertionError: 3 != 4"),
+                *push_and_fail(2, "E1 again", "AssertionError: 3 != 4"))
+    assert st.phase == Phase.NEEDS_REVIEW and st.attempts == 2
+    assert "same error" in st.summary and "AssertionError" in st.summary
+
+
+def test_breaker_can_be_switched_off():
+    spec = mk(max_attempts=5, policy=Policy(flaky_retry=False, stop_on_repeated_failure=False))
+    st, _ = run(spec, AmpTaskStatus(), ev.Created(), *push_and_fail(1, "E", "same"),
+                *push_and_fail(2, "E", "same"))
+    assert st.phase == Phase.RETRYING and st.attempts == 3
+
+
+def test_flaky_guard_reruns_once_then_counts_green_as_flaky():
+    spec = mk(policy=Policy(flaky_retry=True))
+    st, ds = run(spec, AmpTaskStatus(), ev.Created(), ev.AttemptStarted(1),
+                 ev.AttemptPushed(1, sha(1)), ev.CiRed(sha(1), 5, "u", "boom", "s"))
+    assert ds[-1].actions == (RerunFailedJobs(5),)
+    assert st.phase == Phase.RUNNING and st.stage == Stage.CI and st.attempts == 1
+    st, ds = run(spec, st, ev.CiGreen(sha(1), 5, "u"))
+    assert st.stage == Stage.PR and st.history[-1].flaky is True
+    assert "flaky" in st.summary
+
+
+def test_flaky_guard_red_again_spends_an_attempt():
+    spec = mk(policy=Policy(flaky_retry=True))
+    st, ds = run(spec, AmpTaskStatus(), ev.Created(), ev.AttemptStarted(1),
+                 ev.AttemptPushed(1, sha(1)), ev.CiRed(sha(1), 5, "u", "boom", "s"),
+                 ev.CiRed(sha(1), 5, "u", "boom", "s"))
+    assert ds[-1].actions == (StartAttempt(2),)
+    assert st.history[0].flaky is None and st.history[0].ci_conclusion == "failure"
+
+
+def test_tampering_attempt_goes_to_review_naming_files():
+    spec = mk()
+    st, _ = run(spec, AmpTaskStatus(), ev.Created(), ev.AttemptStarted(1),
+                ev.AttemptFailed(1, AttemptOutcome.TAMPERED, "tamper guard",
+                                 files=(".github/workflows/ci.yml", "tests/test_a.py")))
+    assert st.phase == Phase.NEEDS_REVIEW
+    assert ".github/workflows/ci.yml, tests/test_a.py" in st.summary
+
+
+def test_config_error_is_an_error_not_a_retry():
+    st, ds = run(mk(), AmpTaskStatus(), ev.Created(),
+                 ev.AttemptFailed(1, AttemptOutcome.CONFIG_ERROR, "AMP_API_KEY is not set"))
+    assert st.phase == Phase.ERROR and "AMP_API_KEY is not set" in st.summary
+    assert ds[-1].actions == ()
+
+
+def test_worker_failures_exhaust_the_budget():
+    spec = mk(max_attempts=2)
+    st, _ = run(spec, AmpTaskStatus(), ev.Created(),
+                ev.AttemptFailed(1, AttemptOutcome.TIMEOUT, "time limit 60 min"))
+    assert st.phase == Phase.RETRYING
+    assert "did not finish: time limit 60 min" in st.history[-1].prompt
+    st, _ = run(spec, st, ev.AttemptFailed(2, AttemptOutcome.TIMEOUT, "time limit 60 min"))
+    assert st.phase == Phase.NEEDS_REVIEW and "no attempts left" in st.summary
+    st2, _ = run(spec, AmpTaskStatus(), ev.Created(),
+                 ev.AttemptFailed(1, AttemptOutcome.PUSH_REJECTED, "stale info"),
+                 ev.AttemptFailed(2, AttemptOutcome.PUSH_REJECTED, "stale info"))
+    assert st2.phase == Phase.ERROR
+
+
+def test_continue_while_running_is_queued_then_used_with_a_fresh_budget():
+    spec = mk(max_attempts=1)
+    st, _ = run(spec, AmpTaskStatus(), ev.Created(), ev.AttemptStarted(1),
+                ev.AttemptPushed(1, sha(1)))
+    spec = spec.model_copy(update={"follow_ups": [FollowUp(message="Restore the skipped test")]})
+    d = decide(spec, st, ev.Continue(), NOW)
+    assert not d.accepted and "queued behind attempt 1" in d.reason
+    assert requested_events(spec, st) == []  # an active task does not re-derive it
+    st, ds = run(spec, st, ev.CiRed(sha(1), 9, "u", "boom", "s"))
+    # max_attempts=1 would have ended here, but the follow-up brings a fresh budget
+    assert st.phase == Phase.RETRYING and st.attempts == 2 and st.budget_start == 1
+    assert "Restore the skipped test" in st.history[-1].prompt and "boom" in st.history[-1].prompt
+    assert st.follow_ups_seen == 1
+
+
+def test_continue_after_needs_review_starts_attempt_n_plus_1():
+    spec = mk(max_attempts=1)
+    st, _ = run(spec, AmpTaskStatus(), ev.Created(), *push_and_fail(1, "E", "s"))
+    assert st.phase == Phase.NEEDS_REVIEW
+    spec = spec.model_copy(update={"follow_ups": [FollowUp(message="try X")]})
+    assert requested_events(spec, st) == [ev.Continue()]
+    st, ds = run(spec, st, ev.Continue())
+    assert ds[-1].actions == (StartAttempt(2),)
+    assert st.phase == Phase.QUEUED and st.history[-1].prompt.endswith("- try X")
+    assert requested_events(spec, st) == []
+
+
+def test_continue_after_merge_is_refused_and_not_seen_again():
+    spec = mk()
+    st, _ = run(spec, AmpTaskStatus(), ev.Created(), ev.AttemptPushed(1, sha(1)),
+                ev.CiGreen(sha(1)), ev.PrOpened("u", 3), ev.MergeRequested("m1"), ev.MergeDone())
+    assert st.pr_state == "merged"
+    spec = spec.model_copy(update={"follow_ups": [FollowUp(message="more")],
+                                   "merge_requested_at": "m1"})
+    d = decide(spec, st, ev.Continue(), NOW)
+    assert not d.accepted and "already merged" in d.reason
+    assert requested_events(spec, d.status) == []
+
+
+def test_merge_refused_changes_only_the_summary():
+    spec = mk()
+    st, _ = run(spec, AmpTaskStatus(), ev.Created(), ev.AttemptPushed(1, sha(1)),
+                ev.CiGreen(sha(1)), ev.PrOpened("u", 3))
+    st2, ds = run(spec, st, ev.MergeRequested("m1"))
+    assert ds[-1].actions == (MergePullRequest(3, spec.policy.merge_method, True, sha(1)),)
+    st3, _ = run(spec, st2, ev.MergeRefused("Pull Request is not mergeable"))
+    assert st3.pr_state == "open" and st3.phase == Phase.SUCCESS
+    assert st3.summary == "merge of PR #3 refused: Pull Request is not mergeable"
+    assert st3.history == st.history
+
+
+def test_abort_stops_the_job_and_later_reports_are_stale():
+    spec = mk()
+    st, _ = run(spec, AmpTaskStatus(), ev.Created(), ev.AttemptStarted(1))
+    st, ds = run(spec, st, ev.Abort("a1"))
+    assert ds[-1].actions == (StopAttempt(1),)
+    assert st.phase == Phase.ABORTED and "during attempt 1" in st.summary
+    d = decide(spec, st, ev.AttemptPushed(1, sha(1)), NOW)
+    assert not d.accepted and "stale" in d.reason
+    d = decide(spec, st, ev.Abort("a1"), NOW)
+    assert not d.accepted and "already handled" in d.reason
+
+
+def test_missing_ci_run_says_what_to_check():
+    spec = mk()
+    st, _ = run(spec, AmpTaskStatus(), ev.Created(), ev.AttemptPushed(1, sha(1)),
+                ev.CiMissing(sha(1), 10))
+    assert st.phase == Phase.ERROR
+    assert st.summary == (f"no GitHub Actions run appeared for {sha(1)[:7]} in 10 min — do your "
+                          "workflows run on push to `amp/*` branches?")
+
+
+def test_ci_result_for_another_commit_is_ignored():
+    spec = mk()
+    st, _ = run(spec, AmpTaskStatus(), ev.Created(), ev.AttemptPushed(1, sha(1)))
+    d = decide(spec, st, ev.CiGreen(sha(2)), NOW)
+    assert not d.accepted and "waits on" in d.reason
+
+
+def test_requested_events_order_and_idempotence():
+    spec = mk(abort_requested_at="a1", merge_requested_at="m1")
+    assert requested_events(spec, AmpTaskStatus()) == [
+        ev.Abort("a1"), ev.Created(), ev.MergeRequested("m1")]
+    st = AmpTaskStatus(phase=Phase.ABORTED, abort_handled_at="a1", merge_handled_at="m1")
+    assert requested_events(spec, st) == []
+
+
+def test_pending_ci_poll_without_news_changes_nothing():
+    spec = mk()
+    st, _ = run(spec, AmpTaskStatus(), ev.Created(), ev.AttemptPushed(1, sha(1)),
+                ev.CiPending(sha(1), 4, "u"))
+    d = decide(spec, st, ev.CiPending(sha(1), 4, "u"), "2026-11-25T11:00:00Z")
+    assert d.accepted and d.status == st
