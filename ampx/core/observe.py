@@ -1,0 +1,97 @@
+"""Turn what a runtime sees (worker reports, attempt process state) into core events.
+
+Pure functions, so restarts are safe: a runtime can call them any number of times on the same
+object and gets the same event, which the decision core then accepts once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from . import events as ev
+from .actions import Action, MergePullRequest, OpenPullRequest, StartAttempt, StopAttempt
+from .models import ACTIVE_PHASES, AmpTaskSpec, AmpTaskStatus, AttemptOutcome, Phase, Stage
+
+
+@dataclass(frozen=True)
+class AttemptState:
+    """How the runtime sees an attempt's Job or process."""
+
+    state: str  # "missing" | "pending" | "running" | "succeeded" | "failed"
+    reason: str = ""
+    job: Optional[str] = None
+
+
+def report_event(status: AmpTaskStatus) -> Optional[ev.Event]:
+    """The event the current attempt's worker report stands for, if any."""
+    if status.phase not in ACTIVE_PHASES or status.stage != Stage.AGENT or not status.attempts:
+        return None
+    n = status.attempts
+    report = status.reports.get(str(n))
+    if report is None:
+        return None
+    tokens = dict(tokens_in=report.tokens_in, tokens_out=report.tokens_out)
+    if report.outcome == AttemptOutcome.PUSHED and report.commit:
+        return ev.AttemptPushed(n, report.commit, thread_id=report.thread_id, **tokens)
+    if report.outcome == AttemptOutcome.NO_CHANGE:
+        return ev.AttemptNoChange(n, thread_id=report.thread_id)
+    if report.outcome is not None:
+        return ev.AttemptFailed(
+            n,
+            report.outcome,
+            report.reason or report.outcome.value.replace("_", " "),
+            files=tuple(report.files or ()),
+            thread_id=report.thread_id,
+            commit=report.commit,
+        )
+    rec = status.history[-1]
+    if report.started_at and not rec.started_at:
+        return ev.AttemptStarted(n)
+    return None
+
+
+def process_event(status: AmpTaskStatus, seen: AttemptState) -> Optional[ev.Event]:
+    """An attempt whose Job/process ended without a final report failed; say how."""
+    if status.phase not in ACTIVE_PHASES or status.stage != Stage.AGENT or not status.attempts:
+        return None
+    report = status.reports.get(str(status.attempts))
+    if report is not None and report.outcome is not None:
+        return None
+    n = status.attempts
+    if seen.state == "failed":
+        return ev.AttemptFailed(n, AttemptOutcome.AGENT_FAILED, seen.reason or "the attempt's Job failed")
+    if seen.state == "succeeded":
+        return ev.AttemptFailed(n, AttemptOutcome.AGENT_FAILED, "the worker exited without a report")
+    if seen.state == "running" and not status.history[-1].started_at:
+        return ev.AttemptStarted(n, job=seen.job)
+    return None
+
+
+def resume_actions(spec: AmpTaskSpec, status: AmpTaskStatus) -> list[Action]:
+    """Actions that must be in effect for this status; carrying them out again is harmless.
+
+    This is what makes a restart lose nothing: the status says what should be happening.
+    """
+    n = status.attempts
+    if status.phase in ACTIVE_PHASES:
+        if status.stage == Stage.AGENT and n:
+            report = status.reports.get(str(n))
+            if report is None or report.outcome is None:
+                return [StartAttempt(n)]
+        if status.stage == Stage.PR:
+            return [OpenPullRequest()]
+        return []
+    if status.phase == Phase.ABORTED and n:
+        return [StopAttempt(n)]
+    if status.phase == Phase.SUCCESS and status.pr_state == "merging" and status.pr_number:
+        rec = status.current()
+        return [
+            MergePullRequest(
+                status.pr_number,
+                spec.policy.merge_method,
+                spec.policy.delete_branch_on_merge,
+                rec.commit if rec else None,
+            )
+        ]
+    return []

@@ -1,0 +1,243 @@
+"""Carry out the decision core's verdicts: one engine, two runtimes.
+
+The engine reads a task, derives the events its status and the outside world stand for,
+asks `decide()`, persists the new status, then performs the actions. It is written against
+three small interfaces so the Kubernetes operator and the local supervisor share it:
+
+- `TaskStore`: read a task, write the operator-owned part of its status;
+- `Launcher`: start/stop/inspect attempt N (a Job, or a local process);
+- `Forge`: GitHub (CI polling, re-runs, pull requests).
+
+Every action is idempotent and `resume_actions` re-derives what must be in effect, so a
+restart at any point neither repeats nor loses work.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional, Protocol
+
+from .core import events as ev
+from .core.actions import (
+    Action,
+    MergePullRequest,
+    OpenPullRequest,
+    RerunFailedJobs,
+    StartAttempt,
+    StopAttempt,
+    WatchCi,
+)
+from .core.decide import Decision, decide, requested_events
+from .core.models import AmpTask, AmpTaskStatus, Stage
+from .core.observe import AttemptState, process_event, report_event, resume_actions
+from .core.repo import parse_repo
+
+log = logging.getLogger("ampx.engine")
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def iso(t: dt.datetime) -> str:
+    return t.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_iso(s: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(s.replace("Z", "+00:00"))
+
+
+class TaskStore(Protocol):
+    def load(self, name: str) -> Optional[AmpTask]: ...
+
+    def save_status(self, task: AmpTask, status: AmpTaskStatus) -> AmpTask: ...
+
+
+class Launcher(Protocol):
+    def start(self, task: AmpTask, number: int) -> str: ...
+
+    def stop(self, task: AmpTask, number: int) -> None: ...
+
+    def state(self, task: AmpTask, number: int) -> AttemptState: ...
+
+
+class Forge(Protocol):
+    def poll_ci(self, repo: Any, sha: str) -> Any: ...
+
+    def rerun_failed_jobs(self, repo: Any, run_id: int) -> None: ...
+
+    def open_or_adopt_pr(self, repo: Any, head: str, base: Optional[str], title: str, body: str): ...
+
+    def merge_pr(self, repo: Any, number: int, method: Any, sha: Optional[str],
+                 delete_branch: bool, branch: str) -> Any: ...
+
+
+class RetryLater(Exception):
+    """A transient condition (rate limit, 5xx): try again after `seconds`."""
+
+    def __init__(self, seconds: float, reason: str = "") -> None:
+        super().__init__(reason or f"retry in {seconds:.0f}s")
+        self.seconds = seconds
+
+
+def ci_event(obs: Any, sha: str, since: Optional[str], grace_minutes: int,
+             now: dt.datetime) -> Optional[ev.Event]:
+    """One CI observation -> the event it stands for (None: nothing new, keep waiting)."""
+    state = obs.state
+    if state == "none":
+        if since and (now - parse_iso(since)).total_seconds() >= grace_minutes * 60:
+            return ev.CiMissing(sha, grace_minutes)
+        return None
+    if state == "pending":
+        return ev.CiPending(sha, obs.run_id, obs.run_url)
+    if state == "green":
+        return ev.CiGreen(sha, obs.run_id, obs.run_url)
+    if state == "red":
+        return ev.CiRed(sha, obs.run_id, obs.run_url, obs.excerpt or "", obs.signature or "",
+                        rerunnable=getattr(obs, "rerunnable", True))
+    raise ValueError(f"unknown CI state {state!r}")
+
+
+def pr_body(task: AmpTask) -> str:
+    st = task.status
+    lines = [task.spec.prompt.strip(), "", "---", "", "| attempt | commit | CI |", "|---|---|---|"]
+    for rec in st.history:
+        ci = rec.ci_conclusion or "-"
+        if rec.ci_run_url:
+            ci = f"[{ci}]({rec.ci_run_url})"
+        lines.append(f"| {rec.number} | {rec.commit[:7] if rec.commit else '-'} | {ci} |")
+    if st.thread_id:
+        lines += ["", f"Amp thread: https://ampcode.com/threads/{st.thread_id}"]
+    lines += ["", f"Opened by ampx for task `{task.name}`."]
+    return "\n".join(lines)
+
+
+@dataclass
+class Engine:
+    store: TaskStore
+    launcher: Launcher
+    forge: Optional[Forge] = None
+    on_change: Optional[Callable[[AmpTask], None]] = None  # history upserts, events
+    clock: Callable[[], dt.datetime] = utcnow
+    _locks: dict[str, threading.Lock] = field(default_factory=lambda: defaultdict(threading.Lock))
+    _guard: threading.Lock = field(default_factory=threading.Lock)
+
+    def lock(self, name: str) -> threading.Lock:
+        with self._guard:
+            return self._locks[name]
+
+    # ------------------------------------------------------------------ applying events
+    def apply(self, task: AmpTask, event: ev.Event) -> tuple[AmpTask, Decision]:
+        d = decide(task.spec, task.status, event, iso(self.clock()))
+        if d.status != task.status:
+            task = self.store.save_status(task, d.status)
+            if self.on_change:
+                self.on_change(task)
+        log.info("task %s: %s -> %s (%s)", task.name, type(event).__name__,
+                 d.status.phase.value if d.status.phase else "-",
+                 d.reason if d.accepted else f"refused: {d.reason}")
+        for action in d.actions:
+            follow = self.perform(task, action)
+            if follow is not None:
+                task, _ = self.apply(task, follow)
+        return task, d
+
+    def perform(self, task: AmpTask, action: Action) -> Optional[ev.Event]:
+        """Carry out one action; some produce the next event (PR opened, merge result)."""
+        if isinstance(action, StartAttempt):
+            self.launcher.start(task, action.number)
+        elif isinstance(action, StopAttempt):
+            self.launcher.stop(task, action.number)
+        elif isinstance(action, WatchCi):
+            pass  # the poll loop watches every task whose stage is "ci"
+        elif isinstance(action, RerunFailedJobs):
+            self._need_forge().rerun_failed_jobs(parse_repo(task.spec.repo), action.run_id)
+        elif isinstance(action, OpenPullRequest):
+            url, number, adopted = self._need_forge().open_or_adopt_pr(
+                parse_repo(task.spec.repo), task.spec.branch or "", task.spec.base_branch,
+                task.spec.display_title(), pr_body(task))
+            return ev.PrOpened(url, number, adopted)
+        elif isinstance(action, MergePullRequest):
+            result = self._need_forge().merge_pr(
+                parse_repo(task.spec.repo), action.number, action.method, action.sha,
+                action.delete_branch, task.spec.branch or "")
+            if result.merged:
+                return ev.MergeDone(result.sha)
+            return ev.MergeRefused(result.reason)
+        return None
+
+    def _need_forge(self) -> Forge:
+        if self.forge is None:
+            raise RuntimeError("GitHub is not configured (set AMPX_GITHUB_APP_ID and a key, or GITHUB_TOKEN)")
+        return self.forge
+
+    # ------------------------------------------------------------------ reconciling
+    def next_event(self, task: AmpTask, skip: set) -> Optional[ev.Event]:
+        candidates: list[Optional[ev.Event]] = list(requested_events(task.spec, task.status))
+        candidates.append(report_event(task.status))
+        st = task.status
+        if st.stage == Stage.AGENT and st.attempts and st.phase and st.phase.active:
+            candidates.append(process_event(st, self.launcher.state(task, st.attempts)))
+        for e in candidates:
+            if e is not None and e not in skip:
+                return e
+        return None
+
+    def reconcile(self, name: str) -> Optional[AmpTask]:
+        """Bring one task up to date with everything observable. Safe to call any time."""
+        with self.lock(name):
+            task = self.store.load(name)
+            if task is None:
+                return None
+            skip: set = set()
+            for _ in range(25):
+                event = self.next_event(task, skip)
+                if event is None:
+                    break
+                task, d = self.apply(task, event)
+                if not d.accepted:
+                    skip.add(event)
+            self.ensure(task)
+            return task
+
+    def ensure(self, task: AmpTask) -> None:
+        """Make the world match the status (after a restart, or a failed action)."""
+        for action in resume_actions(task.spec, task.status):
+            try:
+                if isinstance(action, StartAttempt):
+                    if self.launcher.state(task, action.number).state == "missing":
+                        self.launcher.start(task, action.number)
+                elif isinstance(action, StopAttempt):
+                    if self.launcher.state(task, action.number).state in ("pending", "running"):
+                        self.launcher.stop(task, action.number)
+                else:
+                    follow = self.perform(task, action)
+                    if follow is not None:
+                        self.apply(task, follow)
+            except RetryLater as exc:
+                log.info("task %s: %s deferred: %s", task.name, type(action).__name__, exc)
+            except Exception as exc:  # one task's failure must not stop the loop
+                log.warning("task %s: %s failed: %s", task.name, type(action).__name__, exc)
+
+    # ------------------------------------------------------------------ CI
+    def poll_ci(self, name: str) -> Optional[float]:
+        """Poll CI once for a task waiting on it. Returns a delay hint after a transient error."""
+        with self.lock(name):
+            task = self.store.load(name)
+            if task is None or task.status.stage != Stage.CI or task.status.ci is None:
+                return None
+            ci = task.status.ci
+            try:
+                obs = self._need_forge().poll_ci(parse_repo(task.spec.repo), ci.sha)
+            except RetryLater as exc:
+                log.info("task %s: CI poll deferred %.0fs: %s", name, exc.seconds, exc)
+                return exc.seconds
+            event = ci_event(obs, ci.sha, ci.since, task.spec.limits.ci_grace_minutes, self.clock())
+            if event is not None:
+                task, _ = self.apply(task, event)
+            self.ensure(task)
+            return None

@@ -1,0 +1,154 @@
+"""The engine over in-memory implementations of its three interfaces."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+
+from ampx.core.models import AmpTask, AmpTaskSpec, AmpTaskStatus, Phase, Policy, Stage, WorkerReport
+from ampx.core.observe import AttemptState
+from ampx.engine import Engine, iso
+
+
+class MemStore:
+    def __init__(self):
+        self.tasks: dict[str, AmpTask] = {}
+        self.writes = 0
+
+    def load(self, name):
+        t = self.tasks.get(name)
+        return t.model_copy(deep=True) if t else None
+
+    def save_status(self, task, status):
+        # like the operator: reports belong to the worker and are kept as stored
+        stored = self.tasks[task.name]
+        status = status.model_copy(update={"reports": stored.status.reports})
+        stored.status = status
+        self.writes += 1
+        return stored.model_copy(deep=True)
+
+    def report(self, name, n, **kw):
+        self.tasks[name].status.reports[str(n)] = WorkerReport(**kw)
+
+
+@dataclass
+class MemLauncher:
+    started: list = field(default_factory=list)
+    stopped: list = field(default_factory=list)
+    states: dict = field(default_factory=dict)
+
+    def start(self, task, number):
+        self.started.append(number)
+        self.states[number] = "pending"
+        return f"{task.name}-a{number}"
+
+    def stop(self, task, number):
+        self.stopped.append(number)
+        self.states[number] = "missing"
+
+    def state(self, task, number):
+        return AttemptState(self.states.get(number, "missing"))
+
+
+@dataclass
+class MemForge:
+    answers: list = field(default_factory=list)
+    prs: list = field(default_factory=list)
+
+    def poll_ci(self, repo, sha):
+        state, excerpt = self.answers.pop(0)
+        return SimpleNamespace(state=state, run_id=1, run_url="http://gh/run/1", excerpt=excerpt,
+                               signature=excerpt, rerunnable=True)
+
+    def rerun_failed_jobs(self, repo, run_id):
+        pass
+
+    def open_or_adopt_pr(self, repo, head, base, title, body):
+        if self.prs:
+            return self.prs[0][0], 1, True
+        self.prs.append((f"http://gh/pr/1", head, title, body))
+        return "http://gh/pr/1", 1, False
+
+    def merge_pr(self, *a):
+        return SimpleNamespace(merged=True, sha="m" * 40, reason="")
+
+
+def setup(**spec_kw):
+    store, launcher, forge = MemStore(), MemLauncher(), MemForge()
+    spec = AmpTaskSpec(repo="acme/api", prompt="Fix it", branch="amp/fix-it-01abcd",
+                       policy=Policy(flaky_retry=False), **spec_kw)
+    store.tasks["t1"] = AmpTask(metadata={"name": "t1"}, spec=spec, status=AmpTaskStatus())
+    clock = [dt.datetime(2026, 11, 25, 10, 0, tzinfo=dt.timezone.utc)]
+    eng = Engine(store=store, launcher=launcher, forge=forge, clock=lambda: clock[0])
+    return eng, store, launcher, forge, clock
+
+
+def test_red_then_green_to_pr_and_reconcile_is_idempotent():
+    eng, store, launcher, forge, clock = setup()
+    eng.reconcile("t1")
+    assert launcher.started == [1] and store.tasks["t1"].status.phase == Phase.QUEUED
+    store.report("t1", 1, started_at="x")
+    eng.reconcile("t1")
+    assert store.tasks["t1"].status.phase == Phase.RUNNING
+    store.report("t1", 1, outcome="pushed", commit="a" * 40, thread_id="T-1")
+    eng.reconcile("t1")
+    writes = store.writes
+    eng.reconcile("t1")
+    eng.reconcile("t1")
+    assert store.writes == writes, "reconciling an unchanged task writes nothing"
+    forge.answers = [("pending", ""), ("red", "AssertionError: 3 != 4")]
+    eng.poll_ci("t1")
+    eng.poll_ci("t1")
+    st = store.tasks["t1"].status
+    assert st.phase == Phase.RETRYING and launcher.started == [1, 2]
+    assert "AssertionError: 3 != 4" in st.history[-1].prompt
+    store.report("t1", 2, outcome="pushed", commit="b" * 40)
+    eng.reconcile("t1")
+    forge.answers = [("green", "")]
+    eng.poll_ci("t1")
+    st = store.tasks["t1"].status
+    assert st.phase == Phase.SUCCESS and st.pr_url == "http://gh/pr/1"
+    assert "| 1 | aaaaaaa | [failure](http://gh/run/1) |" in forge.prs[0][3]
+
+
+def test_restart_starts_a_lost_attempt_once():
+    eng, store, launcher, forge, clock = setup()
+    eng.reconcile("t1")
+    launcher.states.clear()  # the attempt was recorded but its Job never got created
+    eng.reconcile("t1")
+    eng.reconcile("t1")
+    assert launcher.started == [1, 1]
+
+
+def test_job_failed_without_report_retries():
+    eng, store, launcher, forge, clock = setup()
+    eng.reconcile("t1")
+    launcher.states[1] = "failed"
+    eng.reconcile("t1")
+    st = store.tasks["t1"].status
+    assert st.phase == Phase.RETRYING and st.history[0].reason == "the attempt's Job failed"
+
+
+def test_no_ci_run_within_grace_is_an_error():
+    eng, store, launcher, forge, clock = setup()
+    eng.reconcile("t1")
+    store.report("t1", 1, outcome="pushed", commit="a" * 40)
+    eng.reconcile("t1")
+    forge.answers = [("none", ""), ("none", "")]
+    eng.poll_ci("t1")
+    assert store.tasks["t1"].status.stage == Stage.CI
+    clock[0] += dt.timedelta(minutes=11)
+    eng.poll_ci("t1")
+    st = store.tasks["t1"].status
+    assert st.phase == Phase.ERROR and "in 10 min" in st.summary
+
+
+def test_abort_stops_the_running_attempt():
+    eng, store, launcher, forge, clock = setup()
+    eng.reconcile("t1")
+    store.tasks["t1"].spec.abort_requested_at = iso(clock[0])
+    eng.reconcile("t1")
+    assert launcher.stopped == [1] and store.tasks["t1"].status.phase == Phase.ABORTED
+    eng.reconcile("t1")
+    assert launcher.stopped == [1]
