@@ -35,6 +35,7 @@ from .core.decide import Decision, decide, requested_events
 from .core.models import AmpTask, AmpTaskStatus, Stage
 from .core.observe import AttemptState, process_event, report_event, resume_actions
 from .core.repo import parse_repo
+from .github.errors import RetryLater
 
 log = logging.getLogger("ampx.engine")
 
@@ -74,14 +75,6 @@ class Forge(Protocol):
 
     def merge_pr(self, repo: Any, number: int, method: Any, sha: Optional[str],
                  delete_branch: bool, branch: str) -> Any: ...
-
-
-class RetryLater(Exception):
-    """A transient condition (rate limit, 5xx): try again after `seconds`."""
-
-    def __init__(self, seconds: float, reason: str = "") -> None:
-        super().__init__(reason or f"retry in {seconds:.0f}s")
-        self.seconds = seconds
 
 
 def ci_event(obs: Any, sha: str, since: Optional[str], grace_minutes: int,

@@ -1,0 +1,3 @@
+from ampx.cli.main import main
+
+main()

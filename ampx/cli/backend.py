@@ -1,0 +1,139 @@
+"""What the CLI needs from a runtime, and the Kubernetes implementation.
+
+The CLI never talks to the API server or the local database directly: `Backend` is the seam
+that lets `ampx` drive either runtime with the same commands and output.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import re
+import time
+from typing import Iterator, Optional, Protocol
+
+from ..core.ids import IdError, resolve_prefix
+from ..core.models import API_VERSION, KIND, OWNER_LABEL, AmpTask, AmpTaskSpec, FollowUp
+from ..kube.api import KubeApi, KubeError, current_namespace, load_config
+from ..kube.jobs import job_name, to_task
+from ..settings import env
+
+
+class CliError(Exception):
+    """Anything the user must fix: printed as one line, exit code 1."""
+
+
+def owner_name() -> str:
+    """The owner label of new tasks: AMPX_OWNER, else the login name, made label-safe."""
+    raw = env("AMPX_OWNER") or getpass.getuser() or "unknown"
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "-", raw)[:63].strip("-_.")
+    return safe or "unknown"
+
+
+def now_iso() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class Backend(Protocol):
+    name: str
+    namespace: str
+
+    def create(self, task_id: str, spec: AmpTaskSpec, owner: str) -> AmpTask: ...
+
+    def list(self, all_owners: bool, owner: str) -> list[AmpTask]: ...
+
+    def watch(self, all_owners: bool, owner: str) -> Iterator[tuple[str, AmpTask]]: ...
+
+    def resolve(self, prefix: str) -> AmpTask: ...
+
+    def update_spec(self, task: AmpTask, change) -> AmpTask: ...
+
+    def worker_log(self, task: AmpTask, attempt: int, follow: bool) -> Iterator[str]: ...
+
+
+class KubeBackend:
+    """AmpTasks in a cluster, through the kubeconfig's current (or given) context."""
+
+    name = "kube"
+
+    def __init__(self, namespace: Optional[str] = None, context: Optional[str] = None,
+                 all_namespaces: bool = False) -> None:
+        self.api = KubeApi(load_config(context=context))
+        self.namespace = namespace or current_namespace(context=context)
+        self.all_namespaces = all_namespaces
+
+    def _ns(self) -> Optional[str]:
+        return None if self.all_namespaces else self.namespace
+
+    def create(self, task_id: str, spec: AmpTaskSpec, owner: str) -> AmpTask:
+        body = {
+            "apiVersion": API_VERSION,
+            "kind": KIND,
+            "metadata": {"name": task_id, "namespace": self.namespace,
+                         "labels": {OWNER_LABEL: owner}},
+            "spec": spec.wire(),
+        }
+        return to_task(self.api.create_task(self.namespace, body))
+
+    def _selector(self, all_owners: bool, owner: str) -> Optional[str]:
+        return None if all_owners else f"{OWNER_LABEL}={owner}"
+
+    def list(self, all_owners: bool, owner: str) -> list[AmpTask]:
+        items = self.api.list_tasks(self._ns(), self._selector(all_owners, owner))["items"]
+        return sorted((to_task(i) for i in items), key=lambda t: t.name)
+
+    def watch(self, all_owners: bool, owner: str) -> Iterator[tuple[str, AmpTask]]:
+        listing = self.api.list_tasks(self._ns(), self._selector(all_owners, owner))
+        for item in listing["items"]:
+            yield "ADDED", to_task(item)
+        rv = listing.get("metadata", {}).get("resourceVersion", "")
+        yield "SYNCED", None  # type: ignore[misc]
+        while True:
+            for event in self.api.watch_tasks(self._ns(), self._selector(all_owners, owner), rv):
+                obj = event["object"]
+                if isinstance(obj, dict):
+                    rv = obj.get("metadata", {}).get("resourceVersion", rv)
+                    yield event["type"], to_task(obj)
+
+    def resolve(self, prefix: str) -> AmpTask:
+        items = self.api.list_tasks(self._ns())["items"]
+        by_name = {i["metadata"]["name"]: i for i in items}
+        try:
+            return to_task(by_name[resolve_prefix(prefix, by_name)])
+        except IdError as exc:
+            raise CliError(str(exc)) from None
+
+    def update_spec(self, task: AmpTask, change) -> AmpTask:
+        """Read-modify-write of the spec, guarded by resourceVersion (retried on conflict)."""
+        for _ in range(5):
+            fresh = to_task(self.api.get_task(task.namespace, task.name))
+            new_spec = change(fresh)
+            body = {"metadata": {"resourceVersion": fresh.metadata.get("resourceVersion")},
+                    "spec": new_spec.wire()}
+            try:
+                return to_task(self.api.patch_task(task.namespace, task.name, body))
+            except KubeError as exc:
+                if exc.status != 409:
+                    raise
+                time.sleep(0.2)
+        raise CliError(f"task {task.name} keeps changing; try again")
+
+    def worker_log(self, task: AmpTask, attempt: int, follow: bool) -> Iterator[str]:
+        job = job_name(task.name, attempt)
+        pods = self.api.list_pods(task.namespace, f"job-name={job}")
+        if not pods:
+            raise CliError(f"no pod for attempt {attempt} (Job {job}); it may have been cleaned up")
+        pod = sorted(pods, key=lambda p: p["metadata"].get("creationTimestamp") or "")[-1]
+        name = pod["metadata"]["name"]
+        if follow:
+            for chunk in self.api.follow_pod_log(task.namespace, name):
+                yield chunk.decode("utf-8", "replace")
+        else:
+            yield self.api.pod_log(task.namespace, name)
+
+
+def add_follow_up(message: str, by: str):
+    def change(task: AmpTask) -> AmpTaskSpec:
+        ups = list(task.spec.follow_ups) + [FollowUp(message=message, at=now_iso(), by=by)]
+        return task.spec.model_copy(update={"follow_ups": ups})
+    return change

@@ -1,0 +1,364 @@
+"""Waiting on GitHub Actions for one exact commit: one poll at a time, no sleeping here.
+
+:meth:`CiWatcher.poll` makes one observation of the workflow runs of ``head_sha`` (event
+``push``). The operator calls it on a timer (:func:`poll_interval`), acts on the state and
+reschedules; when GitHub is rate limiting or failing, ``poll`` raises :class:`RetryLater`
+with the delay to respect.
+
+The runs list is fetched with a conditional request: the ETag of the last answer is sent in
+``If-None-Match`` and a ``304 Not Modified`` (which GitHub does not count against the rate
+limit) reuses the cached body. While the answer does not change, the previous observation is
+returned as is - so a red commit's logs are fetched once, not on every poll.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Literal, Optional
+from urllib.parse import quote
+
+import requests
+
+from ampx.core import events as ev
+from ampx.core.repo import RepoRef
+from ampx.settings import env_int
+
+from .auth import TokenProvider
+from .client import ApiStats, Backoff, RestClient
+from .errors import GitHubNotFound, GitHubPermissionError
+from .excerpt import EXCERPT_LIMIT, JobLog, build_excerpt, signature
+
+log = logging.getLogger(__name__)
+
+CiState = Literal["none", "pending", "green", "red"]
+
+GREEN_CONCLUSIONS = frozenset({"success", "neutral", "skipped"})
+RED_CONCLUSIONS = frozenset({"failure", "timed_out", "startup_failure", "cancelled"})
+FAILED_JOB_CONCLUSIONS = frozenset({"failure", "timed_out"})
+#: Conclusions for which re-running the failed jobs can help (a flaky test, a slow runner).
+RERUNNABLE_CONCLUSIONS = frozenset({"failure", "timed_out"})
+#: Logs fetched per red observation at most (one request each, plus the redirect).
+MAX_LOGS = 6
+#: After asking for a re-run, a run still showing its old completed attempt is reported as
+#: pending for this long (GitHub takes a moment to queue the new attempt).
+RERUN_GRACE_SECONDS = 120.0
+
+# ----------------------------------------------------------------------------- schedule
+
+DEFAULT_FAST_SECONDS = 5
+DEFAULT_MAX_SECONDS = 60
+FAST_PHASE_SECONDS = 120.0
+MIDDLE_PHASE_SECONDS = 600.0
+MIDDLE_SECONDS = 15
+
+
+@dataclass(frozen=True)
+class PollSchedule:
+    """Fast right after a push, then slower: ``fast`` s for the first 2 min, 15 s up to
+    10 min, then ``maximum`` s. ``fast`` = AMPX_CI_POLL_SECONDS (5), ``maximum`` =
+    AMPX_CI_POLL_MAX_SECONDS (60); the middle step is clamped between the two."""
+
+    fast: float = DEFAULT_FAST_SECONDS
+    maximum: float = DEFAULT_MAX_SECONDS
+    fast_until: float = FAST_PHASE_SECONDS
+    middle_until: float = MIDDLE_PHASE_SECONDS
+    middle: float = MIDDLE_SECONDS
+
+    @classmethod
+    def from_env(cls) -> "PollSchedule":
+        fast = env_int("AMPX_CI_POLL_SECONDS", DEFAULT_FAST_SECONDS)
+        maximum = env_int("AMPX_CI_POLL_MAX_SECONDS", DEFAULT_MAX_SECONDS)
+        if fast <= 0 or maximum <= 0:
+            raise ValueError("AMPX_CI_POLL_SECONDS and AMPX_CI_POLL_MAX_SECONDS must be positive")
+        return cls(fast=fast, maximum=max(fast, maximum))
+
+    def interval(self, seconds_since_push: float) -> float:
+        fast = min(self.fast, self.maximum)
+        if seconds_since_push < self.fast_until:
+            return fast
+        if seconds_since_push < self.middle_until:
+            return min(max(self.middle, fast), self.maximum)
+        return self.maximum
+
+
+def poll_interval(seconds_since_push: float, schedule: Optional[PollSchedule] = None) -> float:
+    """Seconds until the next CI poll, ``seconds_since_push`` after the push."""
+    return (schedule or PollSchedule.from_env()).interval(seconds_since_push)
+
+
+# ----------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    id: int
+    name: str
+    workflow_id: Optional[int]
+    status: str
+    conclusion: Optional[str]
+    html_url: Optional[str]
+    run_attempt: int
+    head_branch: Optional[str] = None
+
+    @property
+    def completed(self) -> bool:
+        return self.status == "completed"
+
+    @property
+    def green(self) -> bool:
+        return self.completed and self.conclusion in GREEN_CONCLUSIONS
+
+    @property
+    def red(self) -> bool:
+        # A completed run that is not green is red (cancelled counts as red).
+        return self.completed and self.conclusion not in GREEN_CONCLUSIONS
+
+
+@dataclass(frozen=True)
+class CiObservation:
+    state: CiState
+    runs: tuple[RunInfo, ...] = ()
+    run_id: Optional[int] = None
+    run_url: Optional[str] = None
+    excerpt: Optional[str] = None
+    signature: Optional[str] = None
+    passed_jobs: tuple[str, ...] = ()
+    failed_jobs: tuple[str, ...] = ()
+    rerunnable: bool = False
+
+    def to_event(self, sha: str) -> Optional[ev.Event]:
+        """The decision core's event for this observation ("none": no event; the runtime
+        turns a long "none" into CiMissing itself)."""
+        if self.state == "green":
+            return ev.CiGreen(sha, self.run_id, self.run_url)
+        if self.state == "red":
+            return ev.CiRed(
+                sha, self.run_id, self.run_url, self.excerpt or "", self.signature or "",
+                self.rerunnable,
+            )
+        if self.state == "pending":
+            return ev.CiPending(sha, self.run_id, self.run_url)
+        return None
+
+
+def _run_info(r: dict[str, Any]) -> RunInfo:
+    return RunInfo(
+        id=int(r["id"]),
+        name=str(r.get("name") or r.get("display_title") or r.get("path") or r["id"]),
+        workflow_id=r.get("workflow_id"),
+        status=str(r.get("status") or "queued"),
+        conclusion=r.get("conclusion"),
+        html_url=r.get("html_url"),
+        run_attempt=int(r.get("run_attempt") or 1),
+        head_branch=r.get("head_branch"),
+    )
+
+
+def latest_runs(raw_runs: list[dict[str, Any]], sha: str, branch: Optional[str]) -> list[RunInfo]:
+    """The latest run of each workflow for ``sha`` (a re-push of the same commit starts new
+    runs; the older ones no longer matter)."""
+    best: dict[Any, dict[str, Any]] = {}
+    for r in raw_runs:
+        if r.get("head_sha") != sha:
+            continue
+        if branch is not None and r.get("head_branch") not in (None, branch):
+            continue
+        key = r.get("workflow_id") or r.get("path") or r.get("name") or r["id"]
+        cur = best.get(key)
+        rank = (int(r.get("run_number") or 0), int(r["id"]))
+        if cur is None or rank > (int(cur.get("run_number") or 0), int(cur["id"])):
+            best[key] = r
+    runs = [_run_info(r) for r in best.values()]
+    runs.sort(key=lambda x: x.id)
+    return runs
+
+
+# ----------------------------------------------------------------------------- watcher
+
+
+class CiWatcher:
+    """Polls the GitHub Actions runs of exact commits."""
+
+    def __init__(
+        self,
+        token_provider: TokenProvider,
+        api_url: str,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        rest: Optional[RestClient] = None,
+        session: Optional[requests.Session] = None,
+        schedule: Optional[PollSchedule] = None,
+        backoff: Optional[Backoff] = None,
+        excerpt_limit: int = EXCERPT_LIMIT,
+        max_logs: int = MAX_LOGS,
+    ) -> None:
+        self.provider = token_provider
+        self.rest = rest or RestClient(api_url, token_provider, session=session, backoff=backoff)
+        self.clock = clock
+        self.schedule = schedule or PollSchedule.from_env()
+        self.excerpt_limit = excerpt_limit
+        self.max_logs = max_logs
+        self._lock = threading.Lock()
+        # (repo, sha, branch) -> (ETag of the runs list, observation)
+        self._last: dict[tuple[str, str, Optional[str]], tuple[Optional[str], CiObservation]] = {}
+        self._reruns: dict[tuple[str, int], tuple[int, float]] = {}
+
+    @property
+    def stats(self) -> ApiStats:
+        """Requests made (all of them, including logs and re-runs) and 304s received."""
+        return self.rest.stats
+
+    def poll_interval(self, seconds_since_push: float) -> float:
+        return self.schedule.interval(seconds_since_push)
+
+    @staticmethod
+    def _base(repo: RepoRef) -> str:
+        return f"/repos/{quote(repo.owner)}/{quote(repo.name)}"
+
+    # -- poll
+
+    def poll(self, repo: RepoRef, sha: str, branch: Optional[str] = None) -> CiObservation:
+        """One observation of CI for ``sha``. Raises RetryLater (rate limit, 5xx, network),
+        GitHubNotFound (repository gone or not visible), GitHubAuthError."""
+        try:
+            resp = self.rest.get_json(
+                repo,
+                f"{self._base(repo)}/actions/runs",
+                params={"head_sha": sha, "event": "push", "per_page": 100, "exclude_pull_requests": "true"},
+                conditional=True,
+            )
+        except GitHubNotFound:
+            raise GitHubNotFound(
+                f"repository {repo.full_name} not found (or the credentials cannot see it)", status=404
+            ) from None
+        body = resp.data if isinstance(resp.data, dict) else {}
+        key = (repo.full_name.lower(), sha, branch)
+        with self._lock:
+            last = self._last.get(key)
+            pending_rerun = any(k[0] == key[0] for k in self._reruns)
+        if last is not None and resp.etag and last[0] == resp.etag and not pending_rerun:
+            return last[1]
+        runs = latest_runs(list(body.get("workflow_runs") or []), sha, branch)
+        obs = self._observe(repo, runs)
+        with self._lock:
+            self._last[key] = (resp.etag, obs)
+            if len(self._last) > 1024:
+                self._last.pop(next(iter(self._last)))
+        log.debug("CI %s@%s: %s (%d runs)", repo.full_name, sha[:12], obs.state, len(runs))
+        return obs
+
+    def _awaiting_rerun(self, repo: RepoRef, run: RunInfo) -> bool:
+        k = (repo.full_name.lower(), run.id)
+        with self._lock:
+            pending = self._reruns.get(k)
+            if pending is None:
+                return False
+            before, at = pending
+            if run.run_attempt > before or self.clock() - at > RERUN_GRACE_SECONDS:
+                del self._reruns[k]
+                return False
+        return run.completed
+
+    def _observe(self, repo: RepoRef, runs: list[RunInfo]) -> CiObservation:
+        if not runs:
+            return CiObservation("none")
+        effective = [
+            RunInfo(r.id, r.name, r.workflow_id, "requested", None, r.html_url, r.run_attempt, r.head_branch)
+            if self._awaiting_rerun(repo, r) else r
+            for r in runs
+        ]
+        red = [r for r in effective if r.red]
+        if not red:
+            first = next((r for r in effective if not r.completed), effective[0])
+            state: CiState = "green" if all(r.green for r in effective) else "pending"
+            return CiObservation(state, tuple(runs), first.id, first.html_url)
+        return self._red(repo, tuple(runs), red, effective)
+
+    def _red(
+        self, repo: RepoRef, runs: tuple[RunInfo, ...], red: list[RunInfo], effective: list[RunInfo]
+    ) -> CiObservation:
+        base = self._base(repo)
+        failed: list[tuple[str, int, Optional[str], str]] = []  # name, job id, step, conclusion
+        cancelled: list[tuple[str, int, Optional[str], str]] = []
+        passed: list[str] = []
+        notes: list[str] = []
+        red_ids = {r.id for r in red}
+        for run in effective:
+            if not run.completed and run.id not in red_ids and run.status == "queued":
+                continue  # nothing to learn from a queued run's jobs
+            resp = self.rest.get_json(
+                repo, f"{base}/actions/runs/{run.id}/jobs",
+                params={"filter": "latest", "per_page": 100}, conditional=True,
+            )
+            jobs = (resp.data or {}).get("jobs") or [] if isinstance(resp.data, dict) else []
+            for j in jobs:
+                name = str(j.get("name") or j.get("id"))
+                conclusion = j.get("conclusion")
+                if conclusion == "success":
+                    passed.append(name)
+                elif run.id in red_ids and conclusion in FAILED_JOB_CONCLUSIONS:
+                    failed.append((name, int(j["id"]), _failed_step(j), conclusion))
+                elif run.id in red_ids and conclusion == "cancelled":
+                    cancelled.append((name, int(j["id"]), _failed_step(j), conclusion))
+            if run.id in red_ids and not any(j.get("conclusion") in FAILED_JOB_CONCLUSIONS for j in jobs):
+                if run.conclusion == "startup_failure" or not jobs:
+                    notes.append(f"workflow {run.name}: {run.conclusion} (no job ran; check the workflow file)")
+                elif run.conclusion == "cancelled":
+                    notes.append(f"workflow {run.name}: cancelled")
+        if not failed:
+            failed = cancelled
+        logs: list[JobLog] = []
+        for name, job_id, step, conclusion in failed[: self.max_logs]:
+            text = self.rest.get_redirected_text(repo, f"{base}/actions/jobs/{job_id}/logs")
+            logs.append(JobLog(name, text, step, conclusion))
+        logs += [JobLog(n, None, s, c) for n, _, s, c in failed[self.max_logs:]]
+        secrets = [self.provider.token_for(repo)]
+        excerpt = build_excerpt(logs, passed, limit=self.excerpt_limit, secrets=secrets, notes=notes)
+        primary = red[0]
+        rerunnable = (
+            len(red) == 1
+            and primary.conclusion in RERUNNABLE_CONCLUSIONS
+            and bool(failed)
+        )
+        return CiObservation(
+            "red",
+            runs,
+            primary.id,
+            primary.html_url,
+            excerpt,
+            signature(excerpt),
+            tuple(dict.fromkeys(passed)),
+            tuple(dict.fromkeys(n for n, *_ in failed)),
+            rerunnable,
+        )
+
+    # -- actions
+
+    def rerun_failed_jobs(self, repo: RepoRef, run_id: int) -> None:
+        """Ask GitHub to re-run the failed jobs of ``run_id`` (a new attempt of the same run).
+        Until the new attempt shows up, polls report that run as pending, not red."""
+        base = self._base(repo)
+        try:
+            run = self.rest.get_json(repo, f"{base}/actions/runs/{run_id}").data or {}
+            before = int(run.get("run_attempt") or 1)
+        except GitHubNotFound:
+            raise GitHubNotFound(f"workflow run {run_id} not found in {repo.full_name}", status=404) from None
+        try:
+            self.rest.request("POST", repo, f"{base}/actions/runs/{run_id}/rerun-failed-jobs", json={}, ok=(201,))
+        except GitHubPermissionError as exc:
+            if "already running" not in str(exc):
+                raise
+            log.info("run %s of %s is already running again", run_id, repo.full_name)
+        with self._lock:
+            self._reruns[(repo.full_name.lower(), run_id)] = (before, self.clock())
+        log.info("re-running the failed jobs of run %s in %s", run_id, repo.full_name)
+
+
+def _failed_step(job: dict[str, Any]) -> Optional[str]:
+    for step in job.get("steps") or []:
+        if step.get("conclusion") in ("failure", "timed_out", "cancelled"):
+            return step.get("name")
+    return None

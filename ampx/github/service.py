@@ -1,0 +1,91 @@
+"""The GitHub layer in one object: what the operator, the local runtime and the worker call."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from ampx.core.models import MergeMethod
+from ampx.core.repo import RepoRef, parse_repo
+from ampx.settings import GitHubSettings
+
+from .auth import TokenProvider, provider_from_settings
+from .ci import CiObservation, CiWatcher, PollSchedule
+from .client import ApiStats, Backoff, PyGithubFactory, RestClient
+from .pulls import MergeResult, Pulls
+
+
+def _ref(repo: RepoRef | str) -> RepoRef:
+    return repo if isinstance(repo, RepoRef) else parse_repo(repo)
+
+
+class GitHubService:
+    """Tokens, CI polling, re-runs, pull requests. Repositories are ``RepoRef`` or any form
+    :func:`ampx.core.repo.parse_repo` accepts. Thread-safe."""
+
+    def __init__(
+        self,
+        provider: TokenProvider,
+        api_url: str,
+        *,
+        git_url: str = "https://github.com",
+        schedule: Optional[PollSchedule] = None,
+        backoff: Optional[Backoff] = None,
+        mergeable_wait: float = 1.0,
+        timeout: float = 30.0,
+    ) -> None:
+        self.provider = provider
+        self.api_url = api_url.rstrip("/")
+        self.git_url = git_url.rstrip("/")
+        self.rest = RestClient(self.api_url, provider, backoff=backoff, timeout=timeout)
+        self.ci = CiWatcher(provider, self.api_url, rest=self.rest, schedule=schedule)
+        self.factory = PyGithubFactory(self.api_url, provider, timeout=timeout)
+        self.pulls = Pulls(self.factory, self.rest, mergeable_wait=mergeable_wait)
+
+    @classmethod
+    def from_settings(cls, settings: Optional[GitHubSettings] = None, **kwargs: Any) -> "GitHubService":
+        settings = settings or GitHubSettings.from_env()
+        provider = provider_from_settings(settings)
+        return cls(provider, settings.api_url, git_url=settings.git_url, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<GitHubService {self.api_url} auth={self.provider.kind}>"
+
+    @property
+    def stats(self) -> ApiStats:
+        return self.rest.stats
+
+    def token_for(self, repo: RepoRef | str) -> str:
+        return self.provider.token_for(_ref(repo))
+
+    def clone_url(self, repo: RepoRef | str) -> str:
+        """HTTPS clone URL without credentials (the worker passes the token to git itself)."""
+        r = _ref(repo)
+        return f"{self.git_url}/{r.owner}/{r.name}.git"
+
+    def poll_ci(self, repo: RepoRef | str, sha: str, branch: Optional[str] = None) -> CiObservation:
+        return self.ci.poll(_ref(repo), sha, branch)
+
+    def poll_interval(self, seconds_since_push: float) -> float:
+        return self.ci.poll_interval(seconds_since_push)
+
+    def rerun_failed_jobs(self, repo: RepoRef | str, run_id: int) -> None:
+        self.ci.rerun_failed_jobs(_ref(repo), run_id)
+
+    def default_branch(self, repo: RepoRef | str) -> str:
+        return self.pulls.default_branch(_ref(repo))
+
+    def open_or_adopt_pr(
+        self, repo: RepoRef | str, head_branch: str, base_branch: Optional[str], title: str, body: str
+    ) -> tuple[str, int, bool]:
+        return self.pulls.open_or_adopt_pr(_ref(repo), head_branch, base_branch, title, body)
+
+    def merge_pr(
+        self,
+        repo: RepoRef | str,
+        number: int,
+        method: MergeMethod | str = MergeMethod.SQUASH,
+        sha: Optional[str] = None,
+        delete_branch: bool = False,
+        branch: Optional[str] = None,
+    ) -> MergeResult:
+        return self.pulls.merge_pr(_ref(repo), number, method, sha, delete_branch, branch)

@@ -1,0 +1,157 @@
+"""The kopf operator: thin handlers that hand every AmpTask and Job event to the engine.
+
+- AmpTask watch events (any change, including a worker's report) -> `engine.reconcile`.
+- Attempt Job events (labelled `ampx.dev/task`) -> reconcile the task they belong to.
+- A timer per AmpTask polls CI on the schedule of `CiSchedule` and reconciles, so an event
+  missed while the operator was down is picked up on the next tick.
+Nothing is stored in kopf's annotations: the AmpTask status is the whole state.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import kopf
+
+from ..core.ids import default_branch
+from ..core.models import GROUP, OWNER_LABEL, PLURAL, TASK_LABEL, VERSION, AmpTaskSpec
+from ..engine import Engine, parse_iso, utcnow
+from ..schedule import CiSchedule
+from ..record import record
+from ..settings import GitHubSettings, env
+from .api import KubeApi, KubeError, load_config
+from .jobs import KubeLauncher, KubeStore, WorkerSettings, ci_poll_seconds, to_task
+
+log = logging.getLogger("ampx.operator")
+
+
+@dataclass
+class OperatorState:
+    api: KubeApi
+    engine: Engine
+    namespaces: dict[str, str]
+    schedule: CiSchedule
+    history: Any = None
+
+
+STATE: dict[str, OperatorState] = {}
+
+
+def _forge():
+    gh = GitHubSettings.from_env()
+    if not (gh.app_id and gh.private_key) and not gh.token:
+        log.warning("GitHub is not configured: tasks will wait at the CI stage "
+                    "(set AMPX_GITHUB_APP_ID and AMPX_GITHUB_APP_PRIVATE_KEY[_FILE], or GITHUB_TOKEN)")
+        return None
+    from ..github.service import GitHubService
+
+    return GitHubService.from_settings(gh)
+
+
+def build_state() -> OperatorState:
+    api = KubeApi(load_config())
+    namespaces: dict[str, str] = {}
+    history = None
+    db_path = env("AMPX_HISTORY_DB")
+    if db_path:
+        from ..history.db import HistoryDB
+
+        history = HistoryDB(db_path)
+
+    def on_change(task):
+        if history is not None:
+            record(history, task)
+
+    engine = Engine(store=KubeStore(api, namespaces),
+                    launcher=KubeLauncher(api, WorkerSettings.from_env()),
+                    forge=_forge(), on_change=on_change)
+    fast, slow = ci_poll_seconds()
+    return OperatorState(api, engine, namespaces, CiSchedule(fast=fast, slow=slow), history)
+
+
+@kopf.on.startup()
+def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+    settings.scanning.disabled = True
+    settings.posting.level = logging.WARNING
+    settings.watching.server_timeout = 300
+    settings.execution.max_workers = 8
+    STATE["op"] = build_state()
+
+
+def _op() -> OperatorState:
+    return STATE["op"]
+
+
+def _defaults(op: OperatorState, body: Any, name: str, namespace: str) -> None:
+    """kubectl-created tasks get what `ampx start` would have set: branch and owner label."""
+    spec = body.get("spec", {})
+    labels = body.get("metadata", {}).get("labels") or {}
+    patch: dict = {}
+    if not spec.get("branch"):
+        try:
+            title = AmpTaskSpec.model_validate(spec).display_title()
+        except ValueError:
+            title = "task"
+        patch.setdefault("spec", {})["branch"] = default_branch(title, name)
+    if OWNER_LABEL not in labels:
+        patch.setdefault("metadata", {})["labels"] = {OWNER_LABEL: "unknown"}
+    if patch:
+        op.api.patch_task(namespace, name, patch)
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+def task_event(type: str, body: Any, name: str, namespace: str, **_: Any) -> None:
+    op = _op()
+    if type == "DELETED":
+        op.namespaces.pop(name, None)
+        if op.history is not None:
+            op.history.mark_deleted(name)
+        return
+    op.namespaces[name] = namespace
+    if op.history is not None and not (body.get("status") or {}).get("phase"):
+        record(op.history, to_task(dict(body)))
+    try:
+        _defaults(op, body, name, namespace)
+        op.engine.reconcile(name)
+    except KubeError as exc:
+        log.warning("task %s: %s", name, exc)
+
+
+@kopf.on.event("batch", "v1", "jobs", labels={TASK_LABEL: kopf.PRESENT})
+def job_event(body: Any, namespace: str, **_: Any) -> None:
+    op = _op()
+    task = body.get("metadata", {}).get("labels", {}).get(TASK_LABEL)
+    if not task:
+        return
+    op.namespaces[task] = namespace
+    try:
+        op.engine.reconcile(task)
+    except KubeError as exc:
+        log.warning("task %s: %s", task, exc)
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, interval=1.0, sharp=False)
+def tick(body: Any, name: str, namespace: str, **_: Any) -> None:
+    """Poll CI when due and reconcile active tasks (this is what makes a missed event harmless)."""
+    op = _op()
+    op.namespaces[name] = namespace
+    status = body.get("status") or {}
+    phase = status.get("phase")
+    if phase not in (None, "queued", "running", "retrying") and status.get("prState") != "merging":
+        return
+    now = time.monotonic()
+    try:
+        if status.get("stage") == "ci":
+            if op.schedule.due(name, now):
+                since = (status.get("ci") or {}).get("since")
+                waited = (utcnow() - parse_iso(since)).total_seconds() if since else 0.0
+                retry = op.engine.poll_ci(name)
+                op.schedule.after_poll(name, time.monotonic(), waited, retry)
+        elif op.schedule.due(name + "/reconcile", now):
+            op.engine.reconcile(name)
+            op.schedule.next_at[name + "/reconcile"] = now + op.schedule.fast
+    except KubeError as exc:
+        log.warning("task %s: %s", name, exc)

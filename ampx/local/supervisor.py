@@ -1,0 +1,169 @@
+"""The local runtime's operator: one process that reconciles every task in the SQLite file.
+
+Started on demand by the CLI (`ampx start` launches it when none runs), stopped with
+`ampx daemon stop`. An exclusive lock on `supervisor.lock` guarantees one supervisor per data
+directory; the pid file is only for `status`/`stop`. It polls the database (cheap: a version
+probe) and CI on the same schedule as the operator.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Optional
+
+from ..core.models import ACTIVE_PHASES
+from ..engine import Engine, parse_iso, utcnow
+from ..schedule import CiSchedule
+from ..settings import GitHubSettings, env_int
+from . import paths
+from .launcher import LocalLauncher
+from .store import LocalStore
+
+log = logging.getLogger("ampx.supervisor")
+
+
+def lock_path() -> Path:
+    return paths.home() / "supervisor.lock"
+
+
+def pid_path() -> Path:
+    return paths.home() / "supervisor.pid"
+
+
+def _forge():
+    gh = GitHubSettings.from_env()
+    if not (gh.app_id and gh.private_key) and not gh.token:
+        log.warning("GitHub is not configured (GITHUB_TOKEN or a GitHub App): tasks will wait at CI")
+        return None
+    from ..github.service import GitHubService
+
+    return GitHubService.from_settings(gh)
+
+
+def needs_attention(task) -> bool:
+    st, spec = task.status, task.spec
+    if st.phase is None or st.phase in ACTIVE_PHASES or st.pr_state == "merging":
+        return True
+    if spec.abort_requested_at and spec.abort_requested_at != st.abort_handled_at:
+        return True
+    if spec.merge_requested_at and spec.merge_requested_at != st.merge_handled_at:
+        return True
+    return len(spec.follow_ups) > st.follow_ups_seen
+
+
+class Supervisor:
+    def __init__(self, store: LocalStore, launcher: LocalLauncher, forge=None,
+                 tick_s: float = 0.5) -> None:
+        self.store = store
+        self.engine = Engine(store=store, launcher=launcher, forge=forge)
+        self.tick_s = tick_s
+        self.schedule = CiSchedule(fast=env_int("AMPX_CI_POLL_SECONDS", 5),
+                                   slow=env_int("AMPX_CI_POLL_MAX_SECONDS", 60))
+        self.stop = threading.Event()
+
+    def step(self) -> None:
+        now = time.monotonic()
+        for task in self.store.list():
+            if not needs_attention(task):
+                continue
+            try:
+                if task.status.stage and task.status.stage.value == "ci" and task.status.ci:
+                    if self.schedule.due(task.name, now):
+                        since = task.status.ci.since
+                        waited = (utcnow() - parse_iso(since)).total_seconds() if since else 0
+                        retry = self.engine.poll_ci(task.name)
+                        self.schedule.after_poll(task.name, time.monotonic(), waited, retry)
+                else:
+                    self.engine.reconcile(task.name)
+            except Exception as exc:  # one task's trouble must not stop the others
+                log.warning("task %s: %s", task.name, exc)
+
+    def run(self) -> None:
+        log.info("supervisor running on %s", self.store.path)
+        while not self.stop.is_set():
+            self.step()
+            self.stop.wait(self.tick_s)
+
+
+def run_foreground() -> int:
+    """`ampx daemon run`: hold the lock and supervise until SIGTERM/SIGINT."""
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("urllib3", "github"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    lock = open(lock_path(), "w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print("another supervisor is running for this data directory", file=sys.stderr)
+        return 1
+    pid_path().write_text(str(os.getpid()))
+    store = LocalStore(paths.db_path())
+    sup = Supervisor(store, LocalLauncher(paths.runs_dir()), _forge())
+    signal.signal(signal.SIGTERM, lambda *_: sup.stop.set())
+    signal.signal(signal.SIGINT, lambda *_: sup.stop.set())
+    try:
+        sup.run()
+    finally:
+        pid_path().unlink(missing_ok=True)
+        lock.close()
+    return 0
+
+
+def running_pid() -> Optional[int]:
+    """The supervisor's pid if one holds the lock, else None."""
+    try:
+        lock = open(lock_path(), "a+")
+    except OSError:
+        return None
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        try:
+            return int(pid_path().read_text().strip())
+        except (OSError, ValueError):
+            return -1
+    else:
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        return None
+    finally:
+        lock.close()
+
+
+def start_background(wait_s: float = 10.0) -> int:
+    """Start a detached supervisor with this process's environment; return its pid."""
+    pid = running_pid()
+    if pid:
+        return pid
+    log_file = open(paths.home() / "supervisor.log", "ab")
+    proc = subprocess.Popen([sys.executable, "-m", "ampx", "daemon", "run"],
+                            stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
+                            start_new_session=True, cwd=str(paths.home()))
+    log_file.close()
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        if running_pid():
+            return proc.pid
+        if proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    raise RuntimeError(f"the supervisor did not start; see {paths.home() / 'supervisor.log'}")
+
+
+def stop_background(timeout_s: float = 10.0) -> Optional[int]:
+    pid = running_pid()
+    if not pid or pid < 0:
+        return None
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and running_pid():
+        time.sleep(0.05)
+    return pid

@@ -1,0 +1,114 @@
+"""An offline world for `ampx demo` and the end-to-end tests.
+
+It starts the GitHub stand-in (REST + git + Actions runner) with a small Python project whose
+workflow runs its unit tests, puts the scripted agent on PATH as `amp`, and returns the
+environment under which ampx's real code (CLI, supervisor or operator, workers) talks to them.
+Nothing here is used by a real deployment.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import textwrap
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from .fake_amp import install_fake_amp
+from .github_emulator import GitHubEmulator
+
+DEMO_REPO = "demo/calculator"
+
+CALC = '''\
+"""A tiny calculator: the demo project ampx's agent works on."""
+
+
+def add(a, b):
+    return a + b
+'''
+
+TEST_CALC = '''\
+import unittest
+
+from calc import add
+
+
+class AddTest(unittest.TestCase):
+    def test_add(self):
+        self.assertEqual(add(2, 3), 5)
+
+
+if __name__ == "__main__":
+    unittest.main()
+'''
+
+WORKFLOW = '''\
+name: tests
+on:
+  push:
+    branches: ["amp/**"]
+jobs:
+  unit:
+    runs-on: ubuntu-latest
+    steps:
+      - uses: actions/checkout@v4
+      - name: Run the unit tests
+        run: python3 -m unittest discover -v -p "test_*.py"
+'''
+
+
+def seed_project(dest: Path) -> Path:
+    (dest / ".github" / "workflows").mkdir(parents=True, exist_ok=True)
+    (dest / "calc.py").write_text(CALC)
+    (dest / "test_calc.py").write_text(TEST_CALC)
+    (dest / ".github" / "workflows" / "tests.yml").write_text(WORKFLOW)
+    (dest / "README.md").write_text("# calculator\n\nThe ampx demo repository.\n")
+    return dest
+
+
+@dataclass
+class World:
+    root: Path
+    emulator: GitHubEmulator
+    token: str
+    env: dict = field(default_factory=dict)
+
+    def stop(self) -> None:
+        self.emulator.stop()
+
+
+def start_world(root: Path, *, repo: str = DEMO_REPO, ci_concurrency: int = 2,
+                poll_seconds: int = 1, extra_env: Optional[dict] = None) -> World:
+    """Start the stand-ins under `root` and return the environment that points ampx at them."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    emulator = GitHubEmulator(root / "github", ci_concurrency=ci_concurrency).start()
+    token = "ghp_" + secrets.token_hex(18)
+    emulator.add_personal_token(token, login="demo")
+    emulator.create_repo(repo, seed_project(root / "seed"))
+    bin_dir = root / "bin"
+    install_fake_amp(bin_dir)
+    env = {
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+        "AMP_API_KEY": "sandbox-" + secrets.token_hex(8),
+        "AMP_FAKE_HOME": str(root / "amp-threads"),
+        "GITHUB_TOKEN": token,
+        "AMPX_GITHUB_API_URL": emulator.api_url,
+        "AMPX_GITHUB_URL": emulator.url,
+        "AMPX_HOME": str(root / "ampx-home"),
+        "AMPX_CI_POLL_SECONDS": str(poll_seconds),
+        "AMPX_CI_POLL_MAX_SECONDS": str(max(poll_seconds, 5)),
+        "AMPX_WORKSPACE": str(root / "workspaces"),
+    }
+    (root / "workspaces").mkdir(exist_ok=True)
+    env.update(extra_env or {})
+    return World(root=root, emulator=emulator, token=token, env=env)
+
+
+def directive_text(lines: list[str]) -> str:
+    return "\n".join(lines)
+
+
+def fn_source(name: str, body: str) -> str:
+    return textwrap.dedent(body).replace("\n", "\\n")

@@ -1,0 +1,218 @@
+"""Polling GitHub Actions for an exact commit, over the emulator's real CI stand-in."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from ampx.core import events as ev
+from ampx.github.ci import CiWatcher, PollSchedule, poll_interval
+from ampx.github.client import Backoff
+from ampx.github.errors import GitHubNotFound, RetryLater
+from ampx.github.excerpt import EXCERPT_LIMIT
+from ampx.core.repo import RepoRef
+
+from conftest import PY, REPO, wait_ci, workflow
+
+RUNS = "GET /repos/{owner}/{repo}/actions/runs"
+
+FAILING_TEST = """\
+from widgets import total
+
+
+def test_total_adds():
+    assert total([1, 2]) == 3
+
+
+def test_total_with_tax():
+    assert total([2.5, 12.0]) * 1.2 == 17.41
+"""
+
+PLANTED = "ghs_" + "Zq3" * 12  # shaped like an installation token
+
+
+def red_repo_files() -> dict[str, str]:
+    return {
+        ".github/workflows/lint.yml": workflow("Lint", ["echo linting", "true"], job="lint"),
+        ".github/workflows/test.yml": workflow(
+            "Tests",
+            [f"echo using token {PLANTED}; PYTHONPATH=src {PY} -m pytest -q -p no:cacheprovider tests"],
+            job="pytest",
+        ),
+        "tests/test_widgets.py": FAILING_TEST,
+    }
+
+
+def test_green_first_time(sandbox) -> None:
+    svc = sandbox.service()
+    sha = sandbox.push("amp/green", {
+        ".github/workflows/ci.yml": workflow("CI", ["echo ok"]),
+        ".github/workflows/build.yml": workflow("Build", ["echo built"], job="build"),
+    })
+    obs = wait_ci(lambda: svc.poll_ci(REPO, sha))
+    assert obs.state == "green"
+    assert len(obs.runs) == 2 and all(r.conclusion == "success" for r in obs.runs)
+    assert obs.run_id == obs.runs[0].id and obs.run_url and obs.run_url.startswith(sandbox.emu.url)
+    assert obs.excerpt is None
+    assert obs.to_event(sha) == ev.CiGreen(sha, obs.run_id, obs.run_url)
+
+
+def test_one_of_two_workflows_failing_is_red_with_excerpt(sandbox) -> None:
+    svc = sandbox.service()
+    sha = sandbox.push("amp/red", red_repo_files())
+    obs = wait_ci(lambda: svc.poll_ci(REPO, sha))
+    assert obs.state == "red"
+    red = [r for r in obs.runs if r.conclusion == "failure"]
+    assert [r.name for r in red] == ["Tests"]
+    assert obs.run_id == red[0].id and obs.run_url == red[0].html_url
+    assert obs.failed_jobs == ("pytest",) and "lint" in obs.passed_jobs
+    text = obs.excerpt
+    assert text is not None and len(text) <= EXCERPT_LIMIT
+    assert text.startswith("== job pytest (failed) ==")
+    assert "assert (14.5 * 1.2) == 17.41" in text or "AssertionError" in text or "assert 17.4 == 17.41" in text
+    assert "FAILED tests/test_widgets.py::test_total_with_tax" in text
+    assert "1 failed, 1 passed" in text
+    assert text.rstrip().endswith("Passed: lint")
+    assert "\x1b" not in text and not any(l[:4].isdigit() and "T" in l[:12] for l in text.splitlines())
+    # the planted token and the real one never reach the excerpt
+    assert PLANTED not in text and "using token ***" in text
+    assert svc.token_for(REPO) not in text
+    assert obs.signature and "FAILED tests/test_widgets.py::test_total_with_tax" in obs.signature
+    assert obs.rerunnable
+    event = obs.to_event(sha)
+    assert isinstance(event, ev.CiRed) and event.excerpt == text and event.run_id == obs.run_id
+
+
+def test_flaky_job_green_after_rerun(sandbox) -> None:
+    svc = sandbox.service()
+    flaky = 'if [ "$GITHUB_RUN_ATTEMPT" -lt 2 ]; then echo "Error: flaky network"; exit 1; fi; echo fine'
+    sha = sandbox.push("amp/flaky", {
+        ".github/workflows/ci.yml": workflow("CI", [flaky]),
+        ".github/workflows/lint.yml": workflow("Lint", ["true"], job="lint"),
+    })
+    obs = wait_ci(lambda: svc.poll_ci(REPO, sha))
+    assert obs.state == "red" and obs.rerunnable
+    assert "Error: flaky network" in (obs.excerpt or "")
+    svc.rerun_failed_jobs(REPO, obs.run_id)
+    # right after the re-run request the run must not look red any more
+    assert svc.poll_ci(REPO, sha).state == "pending"
+    obs2 = wait_ci(lambda: svc.poll_ci(REPO, sha))
+    assert obs2.state == "green"
+    assert {r.run_attempt for r in obs2.runs if r.id == obs.run_id} == {2}
+
+
+def test_no_run_is_none(sandbox) -> None:
+    svc = sandbox.service()
+    sandbox.emu.ci.hold(REPO.full_name)
+    sha = sandbox.push("amp/held", {".github/workflows/ci.yml": workflow("CI", ["true"])})
+    obs = svc.poll_ci(REPO, sha)
+    assert obs.state == "none" and obs.runs == () and obs.run_id is None
+    assert obs.to_event(sha) is None
+
+
+def test_pending_while_running(sandbox) -> None:
+    svc = sandbox.service()
+    sandbox.emu.ci.pause()
+    sha = sandbox.push("amp/queued", {".github/workflows/ci.yml": workflow("CI", ["true"])})
+    obs = svc.poll_ci(REPO, sha)
+    assert obs.state == "pending" and obs.run_id is not None
+    assert obs.to_event(sha) == ev.CiPending(sha, obs.run_id, obs.run_url)
+    sandbox.emu.ci.resume()
+    assert wait_ci(lambda: svc.poll_ci(REPO, sha)).state == "green"
+
+
+def test_unchanged_answer_is_a_304(sandbox) -> None:
+    svc = sandbox.service()
+    emu = sandbox.emu
+    sha = sandbox.push("amp/etag", {".github/workflows/ci.yml": workflow("CI", ["true"])})
+    first = wait_ci(lambda: svc.poll_ci(REPO, sha))
+    before = emu.stats[RUNS]
+    ours = svc.ci.stats.not_modified
+    again = svc.poll_ci(REPO, sha)
+    after = emu.stats[RUNS]
+    assert again == first
+    assert after.requests == before.requests + 1
+    assert after.not_modified == before.not_modified + 1
+    assert svc.ci.stats.not_modified == ours + 1
+
+
+def test_red_logs_fetched_once_while_nothing_changes(sandbox) -> None:
+    svc = sandbox.service()
+    sha = sandbox.push("amp/red-once", red_repo_files())
+    first = wait_ci(lambda: svc.poll_ci(REPO, sha))
+    logs = sandbox.emu.stats["GET /repos/{owner}/{repo}/actions/jobs/{job_id}/logs"].requests
+    assert logs == 1
+    for _ in range(3):
+        assert svc.poll_ci(REPO, sha) == first
+    assert sandbox.emu.stats["GET /repos/{owner}/{repo}/actions/jobs/{job_id}/logs"].requests == 1
+
+
+def test_502_then_secondary_rate_limit_then_success(sandbox) -> None:
+    svc = sandbox.service(backoff=Backoff(base=2.0, cap=30.0))
+    emu = sandbox.emu
+    sha = sandbox.push("amp/faults", {".github/workflows/ci.yml": workflow("CI", ["true"])})
+    wait_ci(lambda: svc.poll_ci(REPO, sha))
+
+    emu.faults.fail_next(2, 502, path=r"/actions/runs$")
+    with pytest.raises(RetryLater) as first:
+        svc.poll_ci(REPO, sha)
+    assert 1.0 <= first.value.seconds <= 2.0 and first.value.status == 502
+    with pytest.raises(RetryLater) as second:
+        svc.poll_ci(REPO, sha)
+    assert 2.0 <= second.value.seconds <= 4.0  # exponential
+
+    emu.faults.secondary_rate_limit(1, retry_after=7, path=r"/actions/runs$")
+    with pytest.raises(RetryLater) as limited:
+        svc.poll_ci(REPO, sha)
+    assert limited.value.seconds == 7 and "rate limit" in limited.value.reason
+
+    emu.faults.primary_rate_limit(1, reset_in=120, path=r"/actions/runs$")
+    with pytest.raises(RetryLater) as primary:
+        svc.poll_ci(REPO, sha)
+    assert 115 <= primary.value.seconds <= 122
+
+    assert svc.poll_ci(REPO, sha).state == "green"
+    # after a success the back-off starts again from the bottom
+    emu.faults.fail_next(1, 503, path=r"/actions/runs$")
+    with pytest.raises(RetryLater) as again:
+        svc.poll_ci(REPO, sha)
+    assert again.value.seconds <= 2.0
+
+
+def test_connection_error_is_retry_later(sandbox) -> None:
+    auth = sandbox.auth()
+    auth.token_for(REPO)
+    watcher = CiWatcher(auth, "http://127.0.0.1:9/api/v3", schedule=PollSchedule())
+    with pytest.raises(RetryLater) as exc:
+        watcher.poll(REPO, "0" * 40)
+    assert exc.value.seconds > 0 and "cannot reach GitHub" in exc.value.reason
+
+
+def test_missing_repository_is_permanent(github_emulator) -> None:
+    from ampx.github.auth import TokenAuth
+
+    pat = "ghp_" + "Qw9" * 12
+    github_emulator.add_personal_token(pat)
+    watcher = CiWatcher(TokenAuth(pat), github_emulator.api_url)
+    with pytest.raises(GitHubNotFound, match="repository acme/nope not found"):
+        watcher.poll(RepoRef("acme", "nope"), "0" * 40)
+
+
+@pytest.mark.parametrize(
+    "since,expected",
+    [(0, 5), (60, 5), (119, 5), (120, 15), (599, 15), (600, 60), (3600, 60)],
+)
+def test_poll_interval_schedule(since: float, expected: float) -> None:
+    assert PollSchedule().interval(since) == expected
+
+
+def test_poll_interval_from_env(monkeypatch) -> None:
+    monkeypatch.setenv("AMPX_CI_POLL_SECONDS", "2")
+    monkeypatch.setenv("AMPX_CI_POLL_MAX_SECONDS", "30")
+    assert [poll_interval(s) for s in (0, 300, 900)] == [2, 15, 30]
+    monkeypatch.setenv("AMPX_CI_POLL_MAX_SECONDS", "10")
+    assert [poll_interval(s) for s in (0, 300, 900)] == [2, 10, 10]
+    monkeypatch.setenv("AMPX_CI_POLL_SECONDS", "x")
+    with pytest.raises(ValueError, match="AMPX_CI_POLL_SECONDS"):
+        poll_interval(0)
