@@ -46,12 +46,13 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 RUN groupadd --system --gid 10001 ampx \
  && useradd --system --uid 10001 --gid 10001 --home-dir /home/ampx --create-home \
-        --shell /bin/sh ampx \
+        --shell /bin/bash ampx \
  && install -d -o 10001 -g 10001 -m 0750 /workspace
 COPY --from=amp /out/amp /usr/local/bin/amp
 COPY --from=build /opt/ampx /opt/ampx
 ENV PATH=/opt/ampx/bin:$PATH \
     HOME=/home/ampx \
+    SHELL=/bin/bash \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1
 USER 10001:10001

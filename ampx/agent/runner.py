@@ -214,8 +214,8 @@ class AgentRun:
         self._pgid = proc.pid
         threads = [
             threading.Thread(target=_feed_stdin, args=(proc.stdin, stdin_data), daemon=True),
-            threading.Thread(target=_pump, args=(proc.stdout, on_stdout), daemon=True),
-            threading.Thread(target=_pump, args=(proc.stderr, on_stderr), daemon=True),
+            threading.Thread(target=_pump, args=(proc.stdout, on_stdout, self.log), daemon=True),
+            threading.Thread(target=_pump, args=(proc.stderr, on_stderr, self.log), daemon=True),
         ]
         for t in threads:
             t.start()
@@ -278,10 +278,15 @@ def _feed_stdin(pipe: IO[bytes], data: bytes) -> None:
             pass
 
 
-def _pump(pipe: IO[bytes], sink: Callable[[str], None]) -> None:
+def _pump(pipe: IO[bytes], sink: Callable[[str], None], fallback: Callable[[str], None]) -> None:
+    """Drain ``pipe`` to the end, whatever ``sink`` does: an undrained pipe blocks the agent."""
     with pipe:
         for raw in pipe:
-            sink(raw.decode("utf-8", errors="replace").rstrip("\r\n"))
+            line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+            try:
+                sink(line)
+            except Exception:  # a malformed event: keep the text, keep draining
+                fallback(line)
 
 
 def run_agent(profile: AgentProfile, workspace: str | os.PathLike[str], prompt: str,

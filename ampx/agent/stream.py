@@ -216,11 +216,13 @@ class StreamParser:
 
     def _on_turn_completed(self, event: dict) -> None:
         self.num_turns += 1
-        usage = event.get("usage") or {}
+        usage = event.get("usage")
         if isinstance(usage, dict):
             # Codex counts cached input inside input_tokens.
-            self._codex_usage[0] += int(usage.get("input_tokens") or 0)
-            self._codex_usage[1] += int(usage.get("output_tokens") or 0)
+            plain = {k: v for k, v in usage.items() if k in ("input_tokens", "output_tokens")}
+            tin, tout = self._usage(plain) or (0, 0)
+            self._codex_usage[0] += tin
+            self._codex_usage[1] += tout
         tin, tout = self.tokens
         self.saw_result = True
         self._log(f"[result] success in {self.num_turns} turns, {tin + tout} tokens")

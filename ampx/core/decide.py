@@ -274,6 +274,13 @@ def _same_failure_as_before(c: _Ctx, signature: str) -> bool:
     return prev.ci_conclusion == "failure" and prev.signature == signature
 
 
+def _headline(signature: str) -> str:
+    """The line of an error signature a person should read first."""
+    lines = [ln.strip() for ln in signature.splitlines() if ln.strip()]
+    body = [ln for ln in lines if not ln.startswith("== ")] or lines
+    return next((ln for ln in body if "error" in ln.lower()), body[0] if body else "")
+
+
 def _ci_red(c: _Ctx, e: ev.CiRed) -> Optional[str]:
     if why := _guard_ci(c.st, e.sha):
         return why
@@ -305,7 +312,7 @@ def _ci_red(c: _Ctx, e: ev.CiRed) -> Optional[str]:
         st.summary = f"CI red on {_short(e.sha)}; attempt {st.attempts} queued with new instructions"
         return None
     if _same_failure_as_before(c, e.signature):
-        first = e.signature.splitlines()[0] if e.signature else ""
+        first = _headline(e.signature)
         c.finish(
             Phase.NEEDS_REVIEW,
             f"stopped early: attempts {rec.number - 1} and {rec.number} failed CI with the same "

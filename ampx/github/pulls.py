@@ -95,7 +95,7 @@ class Pulls:
 
     @staticmethod
     def _repo(gh: Any, repo: RepoRef) -> Any:
-        return gh.get_repo(repo.full_name, lazy=True)
+        return gh.get_repo(repo.full_name)  # lazy: the Github instance is lazy
 
     def default_branch(self, repo: RepoRef) -> str:
         try:

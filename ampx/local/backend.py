@@ -24,7 +24,16 @@ class LocalBackend:
 
     @classmethod
     def from_env(cls, ensure_supervisor: bool = True) -> "LocalBackend":
-        return cls(LocalStore(paths.db_path()), ensure_supervisor)
+        backend = cls(LocalStore(paths.db_path()), ensure_supervisor)
+        backend.revive()
+        return backend
+
+    def revive(self) -> None:
+        """Any command restarts a supervisor that died (even kill -9) while tasks were in flight."""
+        from .supervisor import needs_attention
+
+        if self.ensure_supervisor and any(needs_attention(t) for t in self.store.list()):
+            self._supervise()
 
     def _supervise(self) -> None:
         """Any command that changes a task makes sure a supervisor is there to act on it."""

@@ -85,6 +85,9 @@ def drive(backend, runs: list[Run]) -> None:
                 and "merge" not in run.actions:
             backend.update_spec(t, lambda x: x.spec.model_copy(update={"merge_requested_at": now_iso()}))
             run.actions.append("merge")
+        if run.actions and run.actions[-1] != run.task.metadata.get("_seen_action"):
+            run.task = backend.store.get(run.task_id)  # judge the task after our own request
+            run.task.metadata["_seen_action"] = run.actions[-1]
         if run.done() and run.finished_at is None:
             run.finished_at = now
 

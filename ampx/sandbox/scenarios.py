@@ -22,7 +22,7 @@ def calc_with(*functions: str) -> str:
     return CALC + "".join("\n\n" + f.strip() + "\n" for f in functions)
 
 
-def test_file(name: str, call: str, expected: str) -> str:
+def unit_test_file(name: str, call: str, expected: str) -> str:
     return (f"import unittest\n\nfrom calc import {name}\n\n\n"
             f"class {name.title()}Test(unittest.TestCase):\n"
             f"    def test_{name}(self):\n        self.assertEqual({call}, {expected})\n\n\n"
@@ -63,7 +63,7 @@ def scenarios() -> list[Scenario]:
             title="Add multiply",
             prompt="Add a multiply function to calc.py, with a unit test.\n"
                    + write("calc.py", calc_with(MULTIPLY)) + "\n"
-                   + write("test_multiply.py", test_file("multiply", "multiply(3, 4)", "12")),
+                   + write("test_multiply.py", unit_test_file("multiply", "multiply(3, 4)", "12")),
             expect_phase="success", expect_attempts=1, expect_pr="open",
         ),
         Scenario(
@@ -71,7 +71,7 @@ def scenarios() -> list[Scenario]:
             title="Add divide",
             prompt="Add a divide function to calc.py, with a unit test.\n"
                    + write("calc.py", calc_with(DIVIDE_BUG)) + "\n"
-                   + write("test_divide.py", test_file("divide", "divide(6, 3)", "2")) + "\n"
+                   + write("test_divide.py", unit_test_file("divide", "divide(6, 3)", "2")) + "\n"
                    + '@fake when "AssertionError: 18 != 2" '
                    + write("calc.py", calc_with(DIVIDE_OK)).removeprefix("@fake "),
             expect_phase="success", expect_attempts=2, expect_pr="open",
@@ -81,7 +81,7 @@ def scenarios() -> list[Scenario]:
             title="Add power",
             prompt="Add a power function to calc.py, with a unit test.\n"
                    + write("calc.py", calc_with(POWER_BUG)) + "\n"
-                   + write("test_power.py", test_file("power", "power(2, 3)", "8")) + "\n"
+                   + write("test_power.py", unit_test_file("power", "power(2, 3)", "8")) + "\n"
                    + '@fake when "CI failed" append calc.py \\n# tried again\\n',
             expect_phase="needs_review", expect_attempts=2,
         ),
@@ -97,7 +97,7 @@ def scenarios() -> list[Scenario]:
             title="Add subtract",
             prompt="Add a subtract function to calc.py, with a unit test.\n"
                    + write("calc.py", calc_with(SUBTRACT_BUG)) + "\n"
-                   + write("test_subtract.py", test_file("subtract", "subtract(5, 3)", "2")),
+                   + write("test_subtract.py", unit_test_file("subtract", "subtract(5, 3)", "2")),
             max_attempts=1,
             continue_with="subtract must return a - b.\n" + write("calc.py", calc_with(SUBTRACT_OK)),
             merge=True,

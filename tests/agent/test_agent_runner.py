@@ -212,3 +212,15 @@ def test_thread_id_is_taken_from_the_init_event(fake_amp):
                        env=fake_amp.env, timeout_s=30)
     assert second.thread_id == first.thread_id and len(fake_amp.threads()) == 1
     assert os.path.isdir(fake_amp.workspace)
+
+
+def test_malformed_events_do_not_stop_the_pipe_being_drained(fake_amp):
+    script = ("import json\n"
+              "print(json.dumps({'type': 'assistant', 'message': {'content': 'not-a-list'}}))\n"
+              "print(json.dumps({'type': 'turn.completed', 'usage': {'input_tokens': 'many'}}))\n"
+              "print('x' * 200000)\nprint('still here')\n")
+    agent = profile_from_template([sys.executable, "-c", script])
+    result = run_agent(agent, fake_amp.workspace, "", env=fake_amp.env, timeout_s=20,
+                       log_sink=fake_amp.lines.append)
+    assert result.exit_code == 0 and not result.timed_out
+    assert "still here" in fake_amp.lines

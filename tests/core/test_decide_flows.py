@@ -84,6 +84,14 @@ def test_same_error_twice_stops_early():
     assert "same error" in st.summary and "AssertionError" in st.summary
 
 
+def test_breaker_summary_names_the_error_not_the_job_header():
+    spec = mk(max_attempts=5)
+    sig = "== job unit (failed) ==\nFAIL: test_divide\nAssertionError: 18 != 2"
+    st, _ = run(spec, AmpTaskStatus(), ev.Created(), *push_and_fail(1, "E1", sig),
+                *push_and_fail(2, "E1", sig))
+    assert st.summary.endswith("(AssertionError: 18 != 2)")
+
+
 def test_breaker_can_be_switched_off():
     spec = mk(max_attempts=5, policy=Policy(flaky_retry=False, stop_on_repeated_failure=False))
     st, _ = run(spec, AmpTaskStatus(), ev.Created(), *push_and_fail(1, "E", "same"),

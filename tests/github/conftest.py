@@ -80,16 +80,31 @@ class Sandbox:
         return g.sha(self.work)
 
 
+@pytest.fixture(scope="session")
+def app_key_pem() -> str:
+    """One RSA key for the whole session (generating one per test costs ~0.2 s)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+
+
+APP_ID = 4711
+
+
 @pytest.fixture
-def sandbox(github_emulator: GitHubEmulator, git, make_seed, tmp_path: Path) -> Sandbox:
+def sandbox(github_emulator: GitHubEmulator, git, make_seed, tmp_path: Path, app_key_pem: str) -> Sandbox:
     emu = github_emulator
     seed = make_seed({"README.md": "# widgets\n", "src/widgets.py": "def total(xs):\n    return sum(xs)\n"})
     emu.create_repo(REPO.full_name, seed)
     emu.create_repo("acme/other")
-    creds = emu.create_app(4711, slug="ampx")
-    inst = emu.install_app(creds.app_id, REPO.full_name)
-    emu.install_app(creds.app_id, "acme/other")
-    return Sandbox(emu, creds.app_id, creds.private_key_pem, inst, tmp_path / "work", git)
+    emu.register_app(APP_ID, app_key_pem, slug="ampx")
+    inst = emu.install_app(APP_ID, REPO.full_name)
+    emu.install_app(APP_ID, "acme/other")
+    return Sandbox(emu, APP_ID, app_key_pem, inst, tmp_path / "work", git)
 
 
 def wait_ci(poll: Callable[[], CiObservation], timeout: float = 30.0) -> CiObservation:

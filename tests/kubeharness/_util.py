@@ -73,6 +73,74 @@ def merge_patch(target: Any, patch: Any) -> Any:
     return result
 
 
+# patchMergeKey of the list fields of builtin types (the rest is replaced whole, as merge patches do).
+SMP_MERGE_KEYS = {
+    'containers': 'name', 'initContainers': 'name', 'ephemeralContainers': 'name', 'env': 'name',
+    'volumes': 'name', 'volumeMounts': 'mountPath', 'volumeDevices': 'devicePath', 'ports': 'containerPort',
+    'imagePullSecrets': 'name', 'conditions': 'type', 'ownerReferences': 'uid', 'hostAliases': 'ip',
+    'topologySpreadConstraints': 'topologyKey', 'resourceClaims': 'name', 'secrets': 'name',
+}
+SMP_PRIMITIVE_MERGE = {'finalizers'}
+
+
+def strategic_merge_patch(target: Any, patch: Any) -> Any:
+    """A strategic merge patch for builtin types (merge keys, ``$patch``, ``$setElementOrder``…)."""
+    if not isinstance(patch, Mapping):
+        return copy.deepcopy(patch)
+    if patch.get('$patch') == 'replace':
+        return strip_smp_directives(patch)
+    result = copy.deepcopy(dict(target)) if isinstance(target, Mapping) else {}
+    for key, value in patch.items():
+        if key.startswith('$'):
+            continue
+        if value is None:
+            result.pop(key, None)
+        elif isinstance(value, Mapping) and value.get('$patch') == 'delete':
+            result.pop(key, None)
+        elif isinstance(value, list) and key in SMP_MERGE_KEYS and isinstance(result.get(key), list):
+            merge_key = SMP_MERGE_KEYS[key]
+            items = copy.deepcopy(result[key])
+            for item in value:
+                if isinstance(item, Mapping) and merge_key in item:
+                    index = next((i for i, x in enumerate(items) if isinstance(x, Mapping) and x.get(merge_key) == item[merge_key]), None)
+                    if item.get('$patch') == 'delete':
+                        if index is not None:
+                            items.pop(index)
+                    elif index is not None:
+                        items[index] = strategic_merge_patch(items[index], item)
+                    else:
+                        items.append(strip_smp_directives(item))
+                else:
+                    items.append(strip_smp_directives(item))
+            result[key] = items
+        elif isinstance(value, list) and key in SMP_PRIMITIVE_MERGE and isinstance(result.get(key), list):
+            result[key] = list(result[key]) + [v for v in value if v not in result[key]]
+        elif isinstance(value, Mapping):
+            result[key] = strategic_merge_patch(result.get(key), value)
+        else:
+            result[key] = strip_smp_directives(value)
+    for key, value in patch.items():
+        if key.startswith('$deleteFromPrimitiveList/') and isinstance(value, list):
+            field = key.split('/', 1)[1]
+            if isinstance(result.get(field), list):
+                result[field] = [x for x in result[field] if x not in value]
+        elif key.startswith('$setElementOrder/') and isinstance(value, list):
+            field = key.split('/', 1)[1]
+            merge_key = SMP_MERGE_KEYS.get(field)
+            if isinstance(result.get(field), list):
+                def position(x: Any, mk: str | None = merge_key) -> int:
+                    probe = x.get(mk) if (mk and isinstance(x, Mapping)) else x
+                    for i, o in enumerate(value):
+                        if (o.get(mk) if (mk and isinstance(o, Mapping)) else o) == probe:
+                            return i
+                    return len(value)
+                result[field] = sorted(result[field], key=position)
+    retain = patch.get('$retainKeys')
+    if isinstance(retain, list):
+        result = {k: v for k, v in result.items() if k in retain}
+    return result
+
+
 def strip_smp_directives(patch: Any) -> Any:
     """Strategic-merge-patch directives (``$patch``, ``$setElementOrder/…``…) are dropped."""
     if isinstance(patch, Mapping):

@@ -631,7 +631,9 @@ class AmpxKubernetesEmulator(kmock.KubernetesEmulator):
                     raise self._invalid_generic(meta, name, f'the server rejected our request due to an error in our request: {e}')
             if not isinstance(patch, Mapping):
                 raise ApiError(400, 'BadRequest', 'a merge patch must be a JSON object')
-            p = _util.strip_smp_directives(patch) if patch_type in ('strategic', 'apply') else patch
+            if patch_type == 'strategic':
+                return _util.strategic_merge_patch(old, patch)
+            p = _util.strip_smp_directives(patch) if patch_type == 'apply' else patch
             return _util.merge_patch(old, p)
 
         return self._update(meta, namespace, name, compute, subresource=subresource, dry_run=dry_run,
@@ -1191,6 +1193,15 @@ class AmpxKubernetesEmulator(kmock.KubernetesEmulator):
             })
         if path in ('/healthz', '/livez', '/readyz'):
             return aiohttp.web.Response(text='ok')
+        if path == '/openapi/v3':
+            return self._json({'paths': {
+                gv: {'serverRelativeURL': f'/openapi/v3/{gv}?hash={self._openapi_hash(gv)}'}
+                for gv in self._openapi_gvs()}})
+        if path.startswith('/openapi/v3/'):
+            gv = path[len('/openapi/v3/'):]
+            if gv not in self._openapi_gvs():
+                raise ApiError(404, 'NotFound', 'the server could not find the requested resource')
+            return self._json(self._openapi_doc(gv))
         if path == '/api':
             return self._json({'kind': 'APIVersions', 'versions': ['v1'],
                                'serverAddressByClientCIDRs': [{'clientCIDR': '0.0.0.0/0', 'serverAddress': request.url.host or ''}]})
@@ -1218,6 +1229,41 @@ class AmpxKubernetesEmulator(kmock.KubernetesEmulator):
         return await self._serve_resource(request, meta, ns, name, sub)
 
     # --- discovery
+
+    def _openapi_gvs(self) -> list[str]:
+        gvs: list[str] = []
+        for res in self.resources:
+            gv = f'apis/{res.group}/{res.version}' if res.group else f'api/{res.version}'
+            if gv not in gvs:
+                gvs.append(gv)
+        return gvs
+
+    def _openapi_hash(self, gv: str) -> str:
+        return format(abs(hash((gv, len(self.resources)))), 'X')
+
+    def _openapi_doc(self, gv: str) -> dict[str, Any]:
+        """A minimal OpenAPI v3 document: enough for kubectl to see server-side field validation."""
+        paths: dict[str, Any] = {}
+        for res in self.resources:
+            if (f'apis/{res.group}/{res.version}' if res.group else f'api/{res.version}') != gv:
+                continue
+            meta = self._meta(res)
+            assert meta is not None
+            prefix = f'/{gv}/namespaces/{{namespace}}' if meta.namespaced else f'/{gv}'
+            gvk = {'group': meta.group, 'version': meta.version, 'kind': meta.kind}
+            params = [{'name': n, 'in': 'query', 'schema': {'type': 'string', 'uniqueItems': True}}
+                      for n in ('dryRun', 'fieldManager', 'fieldValidation')]
+            op = {'x-kubernetes-group-version-kind': gvk, 'parameters': params,
+                  'responses': {'200': {'description': 'OK'}}}
+            paths[f'{prefix}/{meta.plural}/{{name}}'] = {
+                'get': {'x-kubernetes-action': 'get', 'x-kubernetes-group-version-kind': gvk,
+                        'responses': {'200': {'description': 'OK'}}},
+                'put': {**op, 'x-kubernetes-action': 'put'},
+                'patch': {**op, 'x-kubernetes-action': 'patch'},
+            }
+            paths[f'{prefix}/{meta.plural}'] = {'post': {**op, 'x-kubernetes-action': 'post'}}
+        return {'openapi': '3.0.0', 'info': {'title': 'Kubernetes (kubeharness)', 'version': 'v1.32.4'},
+                'paths': paths, 'components': {'schemas': {}}}
 
     def _root_paths(self) -> list[str]:
         paths = {'/api', '/api/v1', '/apis', '/version', '/healthz', '/livez', '/readyz'}
@@ -1293,6 +1339,11 @@ class AmpxKubernetesEmulator(kmock.KubernetesEmulator):
         if meta.namespaced and name is not None and ns is None:
             raise ApiError(404, 'NotFound', 'the server could not find the requested resource')
 
+        ctype = request.headers.get('Content-Type', '').split(';')[0].strip().lower()
+        if method in ('POST', 'PUT', 'PATCH') and request.body and ('protobuf' in ctype or 'cbor' in ctype):
+            # client-go (kubectl) falls back to JSON on 415 — we speak JSON only.
+            raise ApiError(415, 'UnsupportedMediaType', f'the body of the request was in an unknown format - '
+                           f'accepted media types include: application/json, application/yaml')
         dry_run = bool(params.get('dryRun'))
         field_validation = params.get('fieldValidation')
         warnings: list[str] = []
@@ -1331,7 +1382,6 @@ class AmpxKubernetesEmulator(kmock.KubernetesEmulator):
         if method == 'PATCH':
             if name is None:
                 raise ApiError(405, 'MethodNotAllowed', 'the server does not allow this method on the requested resource')
-            ctype = request.headers.get('Content-Type', '').split(';')[0].strip().lower()
             patch_type = {
                 'application/merge-patch+json': 'merge',
                 'application/strategic-merge-patch+json': 'strategic',
@@ -1342,6 +1392,9 @@ class AmpxKubernetesEmulator(kmock.KubernetesEmulator):
             if patch_type is None:
                 raise ApiError(415, 'UnsupportedMediaType', f'the body of the request was in an unknown format - accepted media types include: '
                                'application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml')
+            if patch_type == 'strategic' and meta.is_crd:
+                raise ApiError(415, 'UnsupportedMediaType', 'the body of the request was in an unknown format - accepted media types '
+                               'include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml')
             if request.data is None and request.body.strip():
                 raise ApiError(400, 'BadRequest', 'the body of the request could not be decoded')
             if patch_type == 'apply' and self._live(meta, ns, name) is None:

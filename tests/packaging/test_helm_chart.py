@@ -8,6 +8,7 @@ version from Chart.yaml's kubeVersion to the newest kubernetes-validate ships.
 from __future__ import annotations
 
 import copy
+import json
 
 import helm_python as helm
 import pytest
@@ -45,7 +46,8 @@ def test_manifests_valid_for_kubernetes(version):
     for scenario in SCENARIOS.values():
         manifests += chartlib.render(scenario.values)
     manifests += chartlib.render({}, name="a" * 53, namespace="n" * 63)  # longest names
-    for manifest in manifests:
+    unique = {json.dumps(m, sort_keys=True): m for m in manifests}
+    for manifest in unique.values():
         where = f"{manifest['kind']}/{manifest['metadata']['name']}"
         try:
             kube_validate.validate(manifest, version, strict=True)

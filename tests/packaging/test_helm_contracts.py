@@ -29,6 +29,14 @@ def test_generated_chart_files_are_in_sync():
     assert stale == [], f"run `python tests/packaging/sync_chart.py`: stale {stale}"
 
 
+def test_declared_rbac_is_what_the_code_calls():
+    """ampx.kube.api marks every API call with the permission it needs and who makes it; the
+    declared lists (which the chart renders) must be exactly those calls."""
+    api = pytest.importorskip("ampx.kube.api")
+    assert api.permissions_used("operator") == rbac.OPERATOR
+    assert api.permissions_used("worker") == rbac.WORKER
+
+
 def _role(docs, kind, name, namespace=None):
     return chartlib.one(docs, kind, name, namespace)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import re
 import time
 import zipfile
@@ -26,6 +27,8 @@ from .state import LEVELS, Account, Job, PullRequest, RateBucket, Repo, Token, W
 
 if TYPE_CHECKING:
     from .emulator import GitHubEmulator
+
+log = logging.getLogger(__name__)
 
 PULLS_DOCS = "https://docs.github.com/rest/pulls/pulls"
 API_VERSION_HEADERS = {
@@ -186,6 +189,10 @@ class RestApi:
             status, body, headers = route.handler(req, principal, **params)
         except ApiError as exc:
             status, body, headers = exc.status, exc.body(), dict(exc.headers)
+        except Exception:
+            # An emulator bug must surface as GitHub's 500, not a dropped connection.
+            log.exception("%s %s failed", req.method, route.template)
+            status, body, headers = 500, {"message": "Server Error", "documentation_url": DOCS}, {}
         raw = dumps(body) if body is not None else None
         if req.method in ("GET", "HEAD") and status == 200 and raw is not None:
             etag = 'W/"' + hashlib.sha256(raw).hexdigest() + '"'
@@ -669,7 +676,7 @@ class RestApi:
             for sha in gitrepo.rev_list(git_dir, f"{base_sha}..{head_sha}", reverse=True, no_merges=True):
                 info = gitrepo.commit_info(git_dir, sha)
                 parent = info.parents[0] if info.parents else None
-                clean, tree = gitrepo.merge_tree(git_dir, current, sha, merge_base_rev=parent)
+                clean, tree = gitrepo.cherry_pick_tree(git_dir, current, sha, parent)
                 if not clean or tree is None:
                     raise _not_mergeable()
                 current = gitrepo.commit_tree(

@@ -42,7 +42,22 @@ def _openapi(spec_path: str):
 
     spec = json.loads(Path(spec_path).read_text())
     spec["servers"] = [{"url": _HOST + "/api/v3"}]
+    _allow_null_in_nullable_enums(spec)
     return OpenAPI.from_dict(spec)
+
+
+def _allow_null_in_nullable_enums(node: Any) -> None:
+    """``nullable: true`` + ``enum`` without null: strict OAS 3.0 validators reject
+    null there, yet GitHub returns it (e.g. a queued job's ``conclusion``; the
+    document's own examples show it). Read such schemas as allowing null."""
+    if isinstance(node, dict):
+        if node.get("nullable") is True and isinstance(node.get("enum"), list) and None not in node["enum"]:
+            node["enum"] = [*node["enum"], None]
+        for value in node.values():
+            _allow_null_in_nullable_enums(value)
+    elif isinstance(node, list):
+        for value in node:
+            _allow_null_in_nullable_enums(value)
 
 
 class ResponseContract:

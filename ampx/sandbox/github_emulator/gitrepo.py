@@ -132,17 +132,32 @@ def merge_base(path: Path, a: str, b: str) -> str | None:
     return proc.stdout.decode().strip() or None
 
 
-def merge_tree(path: Path, base: str, head: str, merge_base_rev: str | None = None) -> tuple[bool, str | None]:
-    """Three-way merge without a worktree. Returns (clean, tree_sha)."""
+EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+
+
+def merge_tree(path: Path, base: str, head: str) -> tuple[bool, str | None]:
+    """Three-way merge without a worktree (git >= 2.38). Returns (clean, tree_sha)."""
     args = ["merge-tree", "--write-tree", "--no-messages"]
-    if merge_base_rev:
-        args.append(f"--merge-base={merge_base_rev}")
     proc = run_git([*args, base, head], git_dir=path, check=False)
     if proc.returncode == 0:
         return True, proc.stdout.decode().split()[0]
     if proc.returncode == 1:
         return False, None
     raise GitError(args, proc.returncode, proc.stderr.decode(errors="replace"))
+
+
+def cherry_pick_tree(path: Path, onto: str, commit: str, parent: str | None) -> tuple[bool, str | None]:
+    """Tree of ``commit``'s changes (relative to ``parent``) applied onto ``onto``.
+
+    ``merge-tree --merge-base`` needs git 2.40; instead merge two synthetic
+    commits whose only common ancestor has ``parent``'s tree, which is exactly
+    a cherry-pick's three-way merge.
+    """
+    base_tree = out(["rev-parse", f"{parent}^{{tree}}"], path) if parent else EMPTY_TREE
+    base = commit_tree(path, base_tree, [], "base")
+    ours = commit_tree(path, out(["rev-parse", f"{onto}^{{tree}}"], path), [base], "ours")
+    theirs = commit_tree(path, out(["rev-parse", f"{commit}^{{tree}}"], path), [base], "theirs")
+    return merge_tree(path, ours, theirs)
 
 
 @dataclass

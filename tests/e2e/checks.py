@@ -1,0 +1,41 @@
+"""Assertions shared by the end-to-end tests of both runtimes."""
+
+from __future__ import annotations
+
+import subprocess
+
+from ampx.core.models import AttemptOutcome
+from ampx.sandbox.world import DEMO_REPO
+
+
+def branch_commits(world, branch: str) -> int:
+    """Commits on the task branch that are not on main: one per pushed attempt."""
+    git_dir = world.emulator.git_path(DEMO_REPO)
+    out = subprocess.run(["git", "--git-dir", str(git_dir), "rev-list", "--count", f"main..{branch}"],
+                         capture_output=True, text=True)
+    return int(out.stdout.strip()) if out.returncode == 0 else 0
+
+
+def assert_story(world, run, history_db=None):
+    """Final phase and attempts, PR state in the stand-in, nothing pushed or opened twice."""
+    sc, task = run.scenario, run.task
+    st = task.status
+    assert st.phase.value == sc.expect_phase, (sc.key, st.summary)
+    assert st.attempts == sc.expect_attempts, (sc.key, st.summary)
+    prs = [p for p in world.emulator.pulls(DEMO_REPO) if p.head_ref == task.spec.branch]
+    if sc.expect_pr is None:
+        assert prs == [], sc.key
+        assert st.pr_url is None
+    else:
+        assert len(prs) == 1, f"{sc.key}: {len(prs)} pull requests for one branch"
+        assert (prs[0].merged_at is not None) == (sc.expect_pr == "merged")
+        assert st.pr_state == sc.expect_pr
+    pushed = [r for r in st.history if r.outcome == AttemptOutcome.PUSHED]
+    if sc.expect_pr != "merged":  # a merged task's branch is deleted
+        assert branch_commits(world, task.spec.branch) == len(pushed), sc.key
+    if history_db is not None:
+        row = history_db.get_task(task.name)
+        assert row["status"] == st.phase.value and row["attempts"] == st.attempts
+        rows = history_db.attempts(task.name)
+        assert [r["number"] for r in rows] == list(range(1, st.attempts + 1))
+        assert [r["commit_sha"] for r in rows] == [r.commit for r in st.history]
