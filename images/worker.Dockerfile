@@ -18,6 +18,7 @@ ARG NODE_IMAGE=node:22-bookworm-slim
 FROM ${NODE_IMAGE} AS amp
 ARG AMP_CLI_VERSION=0.0.1790142911-g7618fb
 ARG AMP_CLI_SHA256=3b8a5fc578cc20d4adb7bd77effe09e2aae11d6761c3698b8e740388deb42542
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 RUN test "$(uname -m)" = x86_64 \
     || { echo "@ampcode/cli@${AMP_CLI_VERSION} has no binary for $(uname -m); build with --platform linux/amd64" >&2; exit 1; }
 RUN npm install --global --prefix /opt/amp --ignore-scripts --no-fund --no-audit \
@@ -41,6 +42,8 @@ RUN /opt/ampx/bin/pip install /src \
 FROM ${PYTHON_IMAGE}
 LABEL org.opencontainers.image.title="ampx-worker" \
       org.opencontainers.image.description="ampx worker: git + the amp CLI + ampx, one task attempt per Job"
+# Debian's package versions are pinned by the base image tag (the archive drops old versions).
+# hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install --yes --no-install-recommends git ca-certificates \
  && rm -rf /var/lib/apt/lists/*

@@ -70,7 +70,10 @@ _ERROR_PATTERNS = [
     r"(?i:\bexit (?:code|status) [1-9])",
 ]
 _ERRORISH = re.compile("|".join(f"(?:{p})" for p in _ERROR_PATTERNS), re.MULTILINE)
-_NOT_ERRORISH = re.compile(r"(?i)\b0 (?:failed|errors?)\b|\berrors?=0\b|no errors")
+_NOT_ERRORISH = re.compile(
+    r"(?i:\b0 (?:failed|errors?)\b|\berrors?=0\b|no errors)"
+    r"|^(?!.*(?:Error|FAIL)).*\b\w*Warning:"  # warnings are not errors
+)
 
 
 def is_error_line(line: str) -> bool:

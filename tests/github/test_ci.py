@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 
 import pytest
 
@@ -79,6 +78,7 @@ def test_one_of_two_workflows_failing_is_red_with_excerpt(sandbox) -> None:
     assert PLANTED not in text and "using token ***" in text
     assert svc.token_for(REPO) not in text
     assert obs.signature and "FAILED tests/test_widgets.py::test_total_with_tax" in obs.signature
+    assert "Warning" not in obs.signature
     assert obs.rerunnable
     event = obs.to_event(sha)
     assert isinstance(event, ev.CiRed) and event.excerpt == text and event.run_id == obs.run_id

@@ -1239,7 +1239,9 @@ class AmpxKubernetesEmulator(kmock.KubernetesEmulator):
         return gvs
 
     def _openapi_hash(self, gv: str) -> str:
-        return format(abs(hash((gv, len(self.resources)))), 'X')
+        import hashlib
+        names = sorted(f'{r.group}/{r.version}/{r.plural}' for r in self.resources)
+        return hashlib.sha256(f'{gv}|{names}'.encode()).hexdigest()[:16].upper()
 
     def _openapi_doc(self, gv: str) -> dict[str, Any]:
         """A minimal OpenAPI v3 document: enough for kubectl to see server-side field validation."""

@@ -306,7 +306,8 @@ class KubeServer:
 
     def kubectl(self, *args: str, check: bool = True, input: str | None = None, timeout: float = 30) -> subprocess.CompletedProcess[str]:
         """Run ``kubectl --kubeconfig <ours> ...`` and return the completed process."""
-        result = subprocess.run(['kubectl', '--kubeconfig', str(self.kubeconfig), *args],
+        cache = self.workdir / 'kubectl-cache'
+        result = subprocess.run(['kubectl', '--kubeconfig', str(self.kubeconfig), f'--cache-dir={cache}', *args],
                                 capture_output=True, text=True, input=input, timeout=timeout, env=self.env())
         if check and result.returncode != 0:
             raise subprocess.CalledProcessError(result.returncode, result.args, result.stdout, result.stderr)
@@ -318,6 +319,29 @@ class KubeServer:
         full_env = self.env(**dict(env or {}))
         log = pathlib.Path(log_path) if log_path else self.workdir / f'proc-{len(list(self.workdir.glob("proc-*.log")))}.log'
         return ManagedProcess(argv, env=full_env, cwd=cwd, log_path=log)
+
+
+    def run_kopf(self, handlers: str | os.PathLike[str], *, namespace: str = 'default',
+                 wait_for: Any = None, timeout: float = 20, extra_args: Sequence[str] = (),
+                 env: Mapping[str, str] | None = None) -> ManagedProcess:
+        """
+        Run ``python -m kopf run --standalone -n <namespace> <handlers>`` against this emulator
+        and (if ``wait_for`` names a resource) wait until its watch stream is open.
+        The handlers file should set ``settings.scanning.disabled = True`` in a startup handler.
+        """
+        before = self.call(self.emulator.watch_count, wait_for) if wait_for is not None else 0
+        proc = self.spawn([sys.executable, '-m', 'kopf', 'run', '--standalone', '-n', namespace,
+                           *extra_args, str(handlers)], env=env)
+        if wait_for is not None:
+            try:
+                self.wait_for(lambda: proc.returncode is not None or
+                              self.call(self.emulator.watch_count, wait_for) > before, timeout=timeout)
+            except TimeoutError:
+                proc.stop()
+                raise TimeoutError(f'kopf did not start watching {wait_for!r} within {timeout}s:\n{proc.output}')
+            if proc.returncode is not None:
+                raise RuntimeError(f'kopf exited with {proc.returncode}:\n{proc.output}')
+        return proc
 
 
 class ManagedProcess:

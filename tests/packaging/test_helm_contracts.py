@@ -37,10 +37,6 @@ def test_declared_rbac_is_what_the_code_calls():
     assert api.permissions_used("worker") == rbac.WORKER
 
 
-def _role(docs, kind, name, namespace=None):
-    return chartlib.one(docs, kind, name, namespace)
-
-
 def _rules_without_wildcards(role):
     for rule in role["rules"]:
         for field in ("apiGroups", "resources", "verbs", "resourceNames", "nonResourceURLs"):
@@ -77,7 +73,7 @@ def test_rbac_grants_exactly_what_the_code_calls(scenario):
     cluster = f"{prefix}-{NAMESPACE}"
     if cluster_wide:
         assert chartlib.find(docs, "Role") == []
-        binding = _role(docs, "ClusterRoleBinding", f"{cluster}-operator")
+        binding = chartlib.one(docs, "ClusterRoleBinding", f"{cluster}-operator")
         assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io",
                                       "kind": "ClusterRole", "name": f"{cluster}-operator"}
         assert binding["subjects"] == [
@@ -91,7 +87,7 @@ def test_rbac_grants_exactly_what_the_code_calls(scenario):
     for ns in SCENARIOS[scenario].task_namespaces:
         # the worker: its own ServiceAccount in each task namespace, bound there only
         chartlib.one(docs, "ServiceAccount", worker, ns)
-        binding = _role(docs, "RoleBinding", worker, ns)
+        binding = chartlib.one(docs, "RoleBinding", worker, ns)
         assert binding["subjects"] == [{"kind": "ServiceAccount", "name": worker, "namespace": ns}]
         if cluster_wide:
             assert binding["roleRef"]["kind"] == "ClusterRole"
@@ -99,9 +95,9 @@ def test_rbac_grants_exactly_what_the_code_calls(scenario):
         else:
             assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io",
                                           "kind": "Role", "name": worker}
-            _role(docs, "Role", worker, ns)
-            _role(docs, "Role", operator, ns)
-            op_binding = _role(docs, "RoleBinding", operator, ns)
+            chartlib.one(docs, "Role", worker, ns)
+            chartlib.one(docs, "Role", operator, ns)
+            op_binding = chartlib.one(docs, "RoleBinding", operator, ns)
             assert op_binding["roleRef"]["name"] == operator
             assert op_binding["subjects"] == [
                 {"kind": "ServiceAccount", "name": operator, "namespace": NAMESPACE}]
@@ -134,7 +130,7 @@ NOT_SET_BY_CHART = {
     "GITHUB_TOKEN": "personal-token fallback of the local runtime; a cluster uses the GitHub App",
 }
 # Set only when the value is given (empty means unset to the code anyway).
-SET_WHEN_GIVEN = {"AMPX_GITHUB_APP_ID": "github.appId", "AMP_URL": "amp.url"}
+SET_WHEN_GIVEN = {"AMPX_GITHUB_APP_ID", "AMP_URL"}  # from github.appId, amp.url
 # Read by the worker, set on the operator, which hands them on to the worker Jobs
 # (checked against the Jobs the operator builds in test_operator_builds_jobs_the_chart_can_run).
 HANDED_TO_WORKERS = {"AMP_URL"}

@@ -123,3 +123,15 @@ def make_github(github_emulator: GitHubEmulator):
         return Github(base_url=github_emulator.api_url, auth=Auth.Token(token), **kwargs)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def app_key_pem() -> str:
+    """One RSA key for every test app (key generation costs up to ~0.2 s)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+    ).decode()

@@ -308,12 +308,19 @@ class GitHubEmulator:
             self.store.apps[app.id] = app
         return app
 
-    def create_app(self, app_id: int | None = None, *, slug: str | None = None) -> AppCredentials:
-        """Generate an RSA key pair, register the app and return its credentials."""
-        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        pem = key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
-        ).decode()
+    def create_app(
+        self, app_id: int | None = None, *, slug: str | None = None, private_key_pem: str | None = None
+    ) -> AppCredentials:
+        """Register an app and return its credentials, generating an RSA key pair
+        unless ``private_key_pem`` is given (tests reuse one key to save time)."""
+        if private_key_pem is None:
+            key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            pem = key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+            ).decode()
+        else:
+            pem = private_key_pem
+            key = serialization.load_pem_private_key(pem.encode(), password=None)
         public = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
         with self.store.lock:
             app_id = app_id if app_id is not None else self.store.next_id()

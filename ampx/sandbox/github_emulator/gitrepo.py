@@ -86,11 +86,10 @@ def out(args: Sequence[str], git_dir: Path, **kw) -> str:
 def init_bare(path: Path, default_branch: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     run_git(["init", "--quiet", "--bare", "-b", default_branch, str(path)])
-    # http-backend refuses receive-pack for anonymous REMOTE_USER-less setups
-    # unless told otherwise; the emulator authenticates before invoking it.
-    run_git(["config", "http.receivepack", "true"], git_dir=path)
-    run_git(["config", "uploadpack.allowAnySHA1InWant", "true"], git_dir=path)
-    run_git(["config", "receive.advertisePushOptions", "true"], git_dir=path)
+    # The emulator authenticates before invoking http-backend, so receive-pack
+    # is always enabled (written directly: one git process less per repo).
+    with open(path / "config", "a") as fh:
+        fh.write("[http]\n\treceivepack = true\n[uploadpack]\n\tallowAnySHA1InWant = true\n")
 
 
 def seed(path: Path, seed_dir: Path, branch: str, message: str = "Initial commit") -> str:
