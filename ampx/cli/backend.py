@@ -44,6 +44,8 @@ class Backend(Protocol):
 
     def watch(self, all_owners: bool, owner: str) -> Iterator[tuple[str, AmpTask]]: ...
 
+    def get(self, name: str) -> AmpTask: ...
+
     def resolve(self, prefix: str) -> AmpTask: ...
 
     def update_spec(self, task: AmpTask, change) -> AmpTask: ...
@@ -94,6 +96,9 @@ class KubeBackend:
                 if isinstance(obj, dict):
                     rv = obj.get("metadata", {}).get("resourceVersion", rv)
                     yield event["type"], to_task(obj)
+
+    def get(self, name: str) -> AmpTask:
+        return to_task(self.api.get_task(self.namespace, name))
 
     def resolve(self, prefix: str) -> AmpTask:
         items = self.api.list_tasks(self._ns())["items"]

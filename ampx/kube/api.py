@@ -13,6 +13,7 @@ from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 
 from ..core.models import GROUP, PLURAL, VERSION
+from ..settings import env
 from .rbac import Permission
 
 _REGISTRY: dict[str, tuple[str, Permission]] = {}
@@ -42,8 +43,14 @@ class KubeError(Exception):
         self.reason = reason
 
 
+def _kubeconfig(explicit: Optional[str]) -> Optional[str]:
+    """KUBECONFIG read now (the client library reads it once, at import)."""
+    return explicit or env("KUBECONFIG")
+
+
 def load_config(context: Optional[str] = None, kubeconfig: Optional[str] = None) -> client.ApiClient:
     """Like kubectl: the kubeconfig (KUBECONFIG, ~/.kube/config), else the in-cluster account."""
+    kubeconfig = _kubeconfig(kubeconfig)
     try:
         cfg = client.Configuration()
         config.load_kube_config(config_file=kubeconfig, context=context, client_configuration=cfg)
@@ -58,6 +65,7 @@ def load_config(context: Optional[str] = None, kubeconfig: Optional[str] = None)
 
 def current_namespace(context: Optional[str] = None, kubeconfig: Optional[str] = None) -> str:
     """The namespace of the kubeconfig context (or the pod's own), default `default`."""
+    kubeconfig = _kubeconfig(kubeconfig)
     try:
         _, active = config.list_kube_config_contexts(config_file=kubeconfig)
         if context:
@@ -97,6 +105,14 @@ def explain(exc: ApiException, what: str) -> KubeError:
     if exc.status == 404:
         return KubeError(f"not found: {message or what}", 404, "NotFound")
     return KubeError(f"{what} failed: HTTP {exc.status} {message or exc.reason}", exc.status, reason)
+
+
+def _raw(what: str, fn: Callable, *args: Any, **kwargs: Any) -> dict:
+    """Call without the client's model classes: plain JSON, robust to version skew."""
+    import json
+
+    resp = _call(what, fn, *args, _preload_content=False, **kwargs)
+    return json.loads(resp.data or b"{}")
 
 
 def _call(what: str, fn: Callable, *args: Any, **kwargs: Any) -> Any:
@@ -182,12 +198,11 @@ class KubeApi:
     @needs("operator", "batch", "jobs", "get")
     def get_job(self, ns: str, name: str) -> Optional[dict]:
         try:
-            job = self.batch.read_namespaced_job(name, ns)
-        except ApiException as exc:
+            return _raw(f"get job {name}", self.batch.read_namespaced_job, name, ns)
+        except KubeError as exc:
             if exc.status == 404:
                 return None
-            raise explain(exc, f"get job {name}") from None
-        return self.api_client.sanitize_for_serialization(job)
+            raise
 
     @needs("operator", "batch", "jobs", "delete")
     def delete_job(self, ns: str, name: str) -> bool:
@@ -203,8 +218,7 @@ class KubeApi:
     def list_jobs(self, ns: Optional[str], label_selector: str) -> list[dict]:
         fn = (self.batch.list_job_for_all_namespaces if ns is None
               else lambda **kw: self.batch.list_namespaced_job(ns, **kw))
-        jobs = _call("list jobs", fn, label_selector=label_selector)
-        return [self.api_client.sanitize_for_serialization(j) for j in jobs.items]
+        return _raw("list jobs", fn, label_selector=label_selector).get("items", [])
 
     @needs("operator", "batch", "jobs", "watch")
     def _jobs_watch_marker(self) -> None:
@@ -212,17 +226,17 @@ class KubeApi:
 
     @needs("operator,cli", "", "pods", "list")
     def list_pods(self, ns: str, label_selector: str) -> list[dict]:
-        pods = _call("list pods", self.core.list_namespaced_pod, ns, label_selector=label_selector)
-        return [self.api_client.sanitize_for_serialization(p) for p in pods.items]
+        return _raw("list pods", self.core.list_namespaced_pod, ns,
+                    label_selector=label_selector).get("items", [])
 
     @needs("operator", "", "pods", "get")
     def get_pod(self, ns: str, name: str) -> Optional[dict]:
         try:
-            return self.api_client.sanitize_for_serialization(self.core.read_namespaced_pod(name, ns))
-        except ApiException as exc:
+            return _raw(f"get pod {name}", self.core.read_namespaced_pod, name, ns)
+        except KubeError as exc:
             if exc.status == 404:
                 return None
-            raise explain(exc, f"get pod {name}") from None
+            raise
 
     @needs("operator,cli", "", "pods/log", "get")
     def pod_log(self, ns: str, name: str, tail_lines: Optional[int] = None) -> str:

@@ -109,7 +109,6 @@ def build_job(task: AmpTask, number: int, ws: WorkerSettings) -> dict:
             "ownerReferences": [{
                 "apiVersion": API_VERSION, "kind": KIND, "name": task.name,
                 "uid": task.metadata.get("uid", ""), "controller": True,
-                "blockOwnerDeletion": True,
             }],
         },
         "spec": {

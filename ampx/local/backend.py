@@ -68,6 +68,12 @@ class LocalBackend:
                 first = False
             time.sleep(0.25)
 
+    def get(self, name: str) -> AmpTask:
+        task = self.store.get(name)
+        if task is None:
+            raise CliError(f"task {name} no longer exists")
+        return task
+
     def resolve(self, prefix: str) -> AmpTask:
         try:
             name = resolve_prefix(prefix, self.store.ids())

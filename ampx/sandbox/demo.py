@@ -67,7 +67,7 @@ def _spec(sc: Scenario, task_id: str) -> AmpTaskSpec:
 def drive(backend, runs: list[Run]) -> None:
     """The developer's side of the stories: abort one, continue and merge another."""
     for run in runs:
-        t = backend.store.get(run.task_id)
+        t = backend.get(run.task_id)
         run.task = t
         st = t.status
         now = time.monotonic()
@@ -86,7 +86,7 @@ def drive(backend, runs: list[Run]) -> None:
             backend.update_spec(t, lambda x: x.spec.model_copy(update={"merge_requested_at": now_iso()}))
             run.actions.append("merge")
         if run.actions and run.actions[-1] != run.task.metadata.get("_seen_action"):
-            run.task = backend.store.get(run.task_id)  # judge the task after our own request
+            run.task = backend.get(run.task_id)  # judge the task after our own request
             run.task.metadata["_seen_action"] = run.actions[-1]
         if run.done() and run.finished_at is None:
             run.finished_at = now

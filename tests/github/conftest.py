@@ -54,6 +54,10 @@ class Sandbox:
     def repo(self) -> RepoRef:
         return REPO
 
+    # helpers, reached through the fixture (test modules cannot import a conftest reliably)
+    workflow = staticmethod(lambda *a, **kw: workflow(*a, **kw))
+    wait_ci = staticmethod(lambda *a, **kw: wait_ci(*a, **kw))
+
     def auth(self, **kw) -> AppAuth:
         return AppAuth(self.app_id, self.private_key_pem, self.emu.api_url, **kw)
 

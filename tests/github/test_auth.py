@@ -15,7 +15,7 @@ from ampx.github.errors import GitHubAuthError, GitHubConfigError, GitHubNotFoun
 from ampx.github.service import GitHubService
 from ampx.settings import GitHubSettings
 
-from conftest import REPO
+REPO = RepoRef("acme", "widgets")
 
 TOKENS = "POST /app/installations/{installation_id}/access_tokens"
 INSTALLATION = "GET /repos/{owner}/{repo}/installation"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 
 import pytest
 
@@ -12,7 +14,8 @@ from ampx.github.errors import GitHubNotFound, RetryLater
 from ampx.github.excerpt import EXCERPT_LIMIT
 from ampx.core.repo import RepoRef
 
-from conftest import PY, REPO, wait_ci, workflow
+REPO = RepoRef("acme", "widgets")
+PY = sys.executable
 
 RUNS = "GET /repos/{owner}/{repo}/actions/runs"
 
@@ -31,10 +34,10 @@ def test_total_with_tax():
 PLANTED = "ghs_" + "Zq3" * 12  # shaped like an installation token
 
 
-def red_repo_files() -> dict[str, str]:
+def red_repo_files(sandbox) -> dict[str, str]:
     return {
-        ".github/workflows/lint.yml": workflow("Lint", ["echo linting", "true"], job="lint"),
-        ".github/workflows/test.yml": workflow(
+        ".github/workflows/lint.yml": sandbox.workflow("Lint", ["echo linting", "true"], job="lint"),
+        ".github/workflows/test.yml": sandbox.workflow(
             "Tests",
             [f"echo using token {PLANTED}; PYTHONPATH=src {PY} -m pytest -q -p no:cacheprovider tests"],
             job="pytest",
@@ -46,10 +49,10 @@ def red_repo_files() -> dict[str, str]:
 def test_green_first_time(sandbox) -> None:
     svc = sandbox.service()
     sha = sandbox.push("amp/green", {
-        ".github/workflows/ci.yml": workflow("CI", ["echo ok"]),
-        ".github/workflows/build.yml": workflow("Build", ["echo built"], job="build"),
+        ".github/workflows/ci.yml": sandbox.workflow("CI", ["echo ok"]),
+        ".github/workflows/build.yml": sandbox.workflow("Build", ["echo built"], job="build"),
     })
-    obs = wait_ci(lambda: svc.poll_ci(REPO, sha))
+    obs = sandbox.wait_ci(lambda: svc.poll_ci(REPO, sha))
     assert obs.state == "green"
     assert len(obs.runs) == 2 and all(r.conclusion == "success" for r in obs.runs)
     assert obs.run_id == obs.runs[0].id and obs.run_url and obs.run_url.startswith(sandbox.emu.url)
@@ -59,8 +62,10 @@ def test_green_first_time(sandbox) -> None:
 
 def test_one_of_two_workflows_failing_is_red_with_excerpt(sandbox) -> None:
     svc = sandbox.service()
-    sha = sandbox.push("amp/red", red_repo_files())
-    obs = wait_ci(lambda: svc.poll_ci(REPO, sha))
+    sha = sandbox.push("amp/red", red_repo_files(sandbox))
+    assert sandbox.wait_ci(lambda: svc.poll_ci(REPO, sha)).state == "red"
+    sandbox.emu.ci.wait_idle()  # red shows as soon as one run fails; let the other finish
+    obs = svc.poll_ci(REPO, sha)
     assert obs.state == "red"
     red = [r for r in obs.runs if r.conclusion == "failure"]
     assert [r.name for r in red] == ["Tests"]
@@ -88,24 +93,41 @@ def test_flaky_job_green_after_rerun(sandbox) -> None:
     svc = sandbox.service()
     flaky = 'if [ "$GITHUB_RUN_ATTEMPT" -lt 2 ]; then echo "Error: flaky network"; exit 1; fi; echo fine'
     sha = sandbox.push("amp/flaky", {
-        ".github/workflows/ci.yml": workflow("CI", [flaky]),
-        ".github/workflows/lint.yml": workflow("Lint", ["true"], job="lint"),
+        ".github/workflows/ci.yml": sandbox.workflow("CI", [flaky]),
+        ".github/workflows/lint.yml": sandbox.workflow("Lint", ["true"], job="lint"),
     })
-    obs = wait_ci(lambda: svc.poll_ci(REPO, sha))
+    obs = sandbox.wait_ci(lambda: svc.poll_ci(REPO, sha))
     assert obs.state == "red" and obs.rerunnable
     assert "Error: flaky network" in (obs.excerpt or "")
+    sandbox.emu.ci.pause()  # keep the new attempt queued so "pending" is observable
     svc.rerun_failed_jobs(REPO, obs.run_id)
     # right after the re-run request the run must not look red any more
     assert svc.poll_ci(REPO, sha).state == "pending"
-    obs2 = wait_ci(lambda: svc.poll_ci(REPO, sha))
+    sandbox.emu.ci.resume()
+    obs2 = sandbox.wait_ci(lambda: svc.poll_ci(REPO, sha))
     assert obs2.state == "green"
     assert {r.run_attempt for r in obs2.runs if r.id == obs.run_id} == {2}
+
+
+def test_rerun_requested_but_not_yet_visible_is_pending() -> None:
+    """GitHub may still list the old, failed attempt for a moment after a re-run request."""
+    from ampx.github.auth import TokenAuth
+    from ampx.github.ci import RunInfo
+
+    now = [100.0]
+    watcher = CiWatcher(TokenAuth("ghp_unused_token_value"), "http://127.0.0.1:9/api/v3", clock=lambda: now[0])
+    failed = RunInfo(7, "CI", 1, "completed", "failure", "http://x/runs/7", 1)
+    watcher._reruns[(REPO.full_name.lower(), 7)] = (1, now[0])
+    assert watcher._observe(REPO, [failed]).state == "pending"
+    rerun_green = RunInfo(7, "CI", 1, "completed", "success", "http://x/runs/7", 2)
+    assert watcher._observe(REPO, [rerun_green]).state == "green"  # new attempt seen: forgotten
+    assert not watcher._reruns
 
 
 def test_no_run_is_none(sandbox) -> None:
     svc = sandbox.service()
     sandbox.emu.ci.hold(REPO.full_name)
-    sha = sandbox.push("amp/held", {".github/workflows/ci.yml": workflow("CI", ["true"])})
+    sha = sandbox.push("amp/held", {".github/workflows/ci.yml": sandbox.workflow("CI", ["true"])})
     obs = svc.poll_ci(REPO, sha)
     assert obs.state == "none" and obs.runs == () and obs.run_id is None
     assert obs.to_event(sha) is None
@@ -114,19 +136,19 @@ def test_no_run_is_none(sandbox) -> None:
 def test_pending_while_running(sandbox) -> None:
     svc = sandbox.service()
     sandbox.emu.ci.pause()
-    sha = sandbox.push("amp/queued", {".github/workflows/ci.yml": workflow("CI", ["true"])})
+    sha = sandbox.push("amp/queued", {".github/workflows/ci.yml": sandbox.workflow("CI", ["true"])})
     obs = svc.poll_ci(REPO, sha)
     assert obs.state == "pending" and obs.run_id is not None
     assert obs.to_event(sha) == ev.CiPending(sha, obs.run_id, obs.run_url)
     sandbox.emu.ci.resume()
-    assert wait_ci(lambda: svc.poll_ci(REPO, sha)).state == "green"
+    assert sandbox.wait_ci(lambda: svc.poll_ci(REPO, sha)).state == "green"
 
 
 def test_unchanged_answer_is_a_304(sandbox) -> None:
     svc = sandbox.service()
     emu = sandbox.emu
-    sha = sandbox.push("amp/etag", {".github/workflows/ci.yml": workflow("CI", ["true"])})
-    first = wait_ci(lambda: svc.poll_ci(REPO, sha))
+    sha = sandbox.push("amp/etag", {".github/workflows/ci.yml": sandbox.workflow("CI", ["true"])})
+    first = sandbox.wait_ci(lambda: svc.poll_ci(REPO, sha))
     before = emu.stats[RUNS]
     ours = svc.ci.stats.not_modified
     again = svc.poll_ci(REPO, sha)
@@ -139,20 +161,22 @@ def test_unchanged_answer_is_a_304(sandbox) -> None:
 
 def test_red_logs_fetched_once_while_nothing_changes(sandbox) -> None:
     svc = sandbox.service()
-    sha = sandbox.push("amp/red-once", red_repo_files())
-    first = wait_ci(lambda: svc.poll_ci(REPO, sha))
+    sha = sandbox.push("amp/red-once", red_repo_files(sandbox))
+    sandbox.wait_ci(lambda: svc.poll_ci(REPO, sha))
+    sandbox.emu.ci.wait_idle()
+    first = svc.poll_ci(REPO, sha)
     logs = sandbox.emu.stats["GET /repos/{owner}/{repo}/actions/jobs/{job_id}/logs"].requests
-    assert logs == 1
+    assert logs in (1, 2)  # 2 when the lint run finished after the first red observation
     for _ in range(3):
         assert svc.poll_ci(REPO, sha) == first
-    assert sandbox.emu.stats["GET /repos/{owner}/{repo}/actions/jobs/{job_id}/logs"].requests == 1
+    assert sandbox.emu.stats["GET /repos/{owner}/{repo}/actions/jobs/{job_id}/logs"].requests == logs
 
 
 def test_502_then_secondary_rate_limit_then_success(sandbox) -> None:
     svc = sandbox.service(backoff=Backoff(base=2.0, cap=30.0))
     emu = sandbox.emu
-    sha = sandbox.push("amp/faults", {".github/workflows/ci.yml": workflow("CI", ["true"])})
-    wait_ci(lambda: svc.poll_ci(REPO, sha))
+    sha = sandbox.push("amp/faults", {".github/workflows/ci.yml": sandbox.workflow("CI", ["true"])})
+    sandbox.wait_ci(lambda: svc.poll_ci(REPO, sha))
 
     emu.faults.fail_next(2, 502, path=r"/actions/runs$")
     with pytest.raises(RetryLater) as first:

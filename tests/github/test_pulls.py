@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from ampx.core.repo import RepoRef
 from ampx.core.models import MergeMethod
 from ampx.github.pulls import AttemptRow, render_pr_body
 
-from conftest import REPO
+REPO = RepoRef("acme", "widgets")
 
 
 def test_open_then_adopt(sandbox) -> None:

@@ -6,13 +6,14 @@ import logging
 
 import pytest
 
+from ampx.core.repo import RepoRef
 from ampx.core.models import MergeMethod
 from ampx.github.auth import AppAuth, TokenAuth
 from ampx.github.ci import PollSchedule
 from ampx.github.errors import GitHubAuthError, GitHubError, RetryLater
 from ampx.github.service import GitHubService
 
-from conftest import REPO, wait_ci, workflow
+REPO = RepoRef("acme", "widgets")
 
 
 def test_tokens_never_in_exceptions_or_logs(sandbox, caplog, app_key_pem) -> None:
@@ -42,9 +43,9 @@ def test_tokens_never_in_exceptions_or_logs(sandbox, caplog, app_key_pem) -> Non
         errors.append(info.value)
 
     # a red CI (logs fetched, excerpt built), with the token echoed by the workflow
-    sha = sandbox.push("amp/leak", {".github/workflows/ci.yml": workflow(
+    sha = sandbox.push("amp/leak", {".github/workflows/ci.yml": sandbox.workflow(
         "CI", ['echo "token is $(cat /dev/null)ghs_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"; exit 1'])})
-    obs = wait_ci(lambda: svc.poll_ci(REPO, sha))
+    obs = sandbox.wait_ci(lambda: svc.poll_ci(REPO, sha))
     assert obs.state == "red"
     # revoked token: refreshed once; then faults of every kind
     emu.revoke_token(svc.token_for(REPO))
@@ -88,8 +89,8 @@ def test_polling_cost_per_task_minute(sandbox, capsys) -> None:
     emu = sandbox.emu
     svc = sandbox.service(schedule=PollSchedule())
     emu.ci.pause()
-    sha = sandbox.push("amp/cost", {".github/workflows/ci.yml": workflow("CI", ["true"]),
-                                    ".github/workflows/lint.yml": workflow("Lint", ["true"], job="lint")})
+    sha = sandbox.push("amp/cost", {".github/workflows/ci.yml": sandbox.workflow("CI", ["true"]),
+                                    ".github/workflows/lint.yml": sandbox.workflow("Lint", ["true"], job="lint")})
     start = svc.stats.snapshot()
     t, polls = 0.0, 0
     while t < 12 * 60:
@@ -97,7 +98,7 @@ def test_polling_cost_per_task_minute(sandbox, capsys) -> None:
         polls += 1
         t += svc.poll_interval(t)
     emu.ci.resume()
-    final = wait_ci(lambda: svc.poll_ci(REPO, sha))
+    final = sandbox.wait_ci(lambda: svc.poll_ci(REPO, sha))
     assert final.state == "green"
     end = svc.stats.snapshot()
     minutes = t / 60

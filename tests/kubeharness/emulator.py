@@ -491,6 +491,11 @@ class AmpxKubernetesEmulator(kmock.KubernetesEmulator):
         self._event_log.clear()
 
     @property
+    def request_log(self) -> list[rendering.Request]:
+        """All requests received so far (kmock ``Request`` objects: method, url, params, data…)."""
+        return list(self._requests)
+
+    @property
     def watches(self) -> list[WatchSubscription]:
         """Currently open watch streams."""
         return list(self._subs)
@@ -1418,7 +1423,8 @@ class AmpxKubernetesEmulator(kmock.KubernetesEmulator):
             if name is not None:
                 result = self.delete_object(meta, ns, name, propagation_policy=policy,
                                             preconditions=options.get('preconditions'), dry_run=dry_run, warnings=warnings)
-                return self._json(result, 200, warnings)
+                lingering = result.get('kind') != 'Status' and self._live(meta, ns, name) is not None and not dry_run
+                return self._json(result, 202 if lingering else 200, warnings)
             items = []
             for obj in self.list_objects(meta, ns, label_selector=params.get('labelSelector'), field_selector=params.get('fieldSelector')):
                 md = obj['metadata']
@@ -1642,7 +1648,7 @@ class AmpxKubernetesEmulator(kmock.KubernetesEmulator):
                 if etype is not None:
                     await self._write_line(response, self._watch_payload(meta, {'type': etype, 'object': copy.deepcopy(event.obj)}, as_table))
             await response.write_eof()
-        except (ConnectionError, asyncio.CancelledError):
+        except ConnectionError:  # the client went away
             pass
         finally:
             if sub in self._subs:
@@ -1676,12 +1682,12 @@ class AmpxKubernetesEmulator(kmock.KubernetesEmulator):
             data = bytes(self.pod_logs.get(key, b''))
         if not has_log:
             status = pod.get('status') or {}
-            if status.get('phase', 'Pending') == 'Pending':
-                reason = 'ContainerCreating'
-                for cs in status.get('containerStatuses') or []:
-                    waiting = (cs.get('state') or {}).get('waiting') or {}
-                    if cs.get('name') == container and waiting.get('reason'):
-                        reason = waiting['reason']
+            reason = 'ContainerCreating' if status.get('phase', 'Pending') == 'Pending' else None
+            for cs in status.get('containerStatuses') or []:
+                waiting = (cs.get('state') or {}).get('waiting') or {}
+                if cs.get('name') == container and waiting.get('reason'):
+                    reason = waiting['reason']
+            if reason is not None:
                 raise ApiError(400, 'BadRequest', f'container "{container}" in pod "{name}" is waiting to start: {reason}')
         if params.get('tailLines'):
             try:
@@ -1724,7 +1730,7 @@ class AmpxKubernetesEmulator(kmock.KubernetesEmulator):
                     break
                 await asyncio.sleep(self.log_poll_interval)
             await response.write_eof()
-        except (ConnectionError, asyncio.CancelledError):
+        except ConnectionError:  # the client went away
             pass
         finally:
             if task is not None:

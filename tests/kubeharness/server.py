@@ -189,9 +189,9 @@ class KubeServer:
     # --- synchronous helpers (any thread)
 
     def create(self, obj: Mapping[str, Any], namespace: str | None = None, *, resource: Any = None) -> dict[str, Any]:
-        """Create an object; the resource is guessed from ``apiVersion``/``kind`` unless given."""
+        """Create an object (in ``default`` unless told); the resource is guessed from ``apiVersion``/``kind``."""
         res = resource if resource is not None else self._resource_of(obj)
-        ns = namespace if namespace is not None else (obj.get('metadata') or {}).get('namespace')
+        ns = namespace if namespace is not None else (obj.get('metadata') or {}).get('namespace') or 'default'
         return self.call(self.emulator.create_object, res, obj, ns)
 
     def _resource_of(self, obj: Mapping[str, Any]) -> Any:
@@ -357,7 +357,8 @@ class ManagedProcess:
 
     @property
     def output(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors='replace')
 
     @property

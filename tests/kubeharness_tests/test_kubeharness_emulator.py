@@ -9,7 +9,6 @@ import threading
 import time
 
 import pytest
-import requests  # noqa: F401  # (installed with kubernetes) - keep import errors early and explicit
 from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 
@@ -21,6 +20,7 @@ from kubeharness.fixtures import *  # noqa: E402,F401,F403
 from kubeharness.server import KubeServer  # noqa: E402
 
 G, V, P = 'ampx.dev', 'v1alpha1', 'amptasks'
+JSON_PATCH = 'application/json-patch+json'  # kubernetes>=35 sends merge patches to custom objects unless told
 
 
 def amptask(name: str, **spec: object) -> dict:
@@ -139,16 +139,16 @@ def test_merge_json_and_strategic_patches(kube_server, co, batch):
     r = co.patch_namespaced_custom_object(G, V, 'default', P, 't1', [
         {'op': 'test', 'path': '/metadata/resourceVersion', 'value': rv},
         {'op': 'add', 'path': '/spec/followUps/-', 'value': {'message': 'd'}},
-        {'op': 'replace', 'path': '/spec/prompt', 'value': 'json-patched'}])
+        {'op': 'replace', 'path': '/spec/prompt', 'value': 'json-patched'}], _content_type=JSON_PATCH)
     assert [f['message'] for f in r['spec']['followUps']] == ['c', 'd'] and r['spec']['prompt'] == 'json-patched'
     with pytest.raises(ApiException) as e:
         co.patch_namespaced_custom_object(G, V, 'default', P, 't1', [
             {'op': 'test', 'path': '/metadata/resourceVersion', 'value': rv},
-            {'op': 'replace', 'path': '/spec/prompt', 'value': 'stale'}])
+            {'op': 'replace', 'path': '/spec/prompt', 'value': 'stale'}], _content_type=JSON_PATCH)
     assert e.value.status == 422 and status_of(e.value)['kind'] == 'Status'
     # Strategic merge patch on builtins merges lists by their merge keys (containers/env by name).
     batch.create_namespaced_job('default', job_manifest('j1'))
-    j = batch.patch_namespaced_job('default' and 'j1', 'default', {'metadata': {'labels': {'l': '1'}}})
+    j = batch.patch_namespaced_job('j1', 'default', {'metadata': {'labels': {'l': '1'}}})
     assert j.metadata.labels['l'] == '1'
     pod = {'apiVersion': 'v1', 'kind': 'Pod', 'metadata': {'name': 'p1'},
            'spec': {'containers': [{'name': 'a', 'image': 'x', 'env': [{'name': 'A', 'value': '1'}, {'name': 'B', 'value': '2'}]}]}}
@@ -266,9 +266,11 @@ def test_watch_selectors_resource_version_and_410(kube_server, co):
     seen: list[tuple[str, str]] = []
 
     def consume() -> None:
-        for e in watch.Watch().stream(co.list_namespaced_custom_object, G, V, 'default', P,
-                                      label_selector='app=x', timeout_seconds=2):
+        w = watch.Watch()
+        for e in w.stream(co.list_namespaced_custom_object, G, V, 'default', P, label_selector='app=x', timeout_seconds=5):
             seen.append((e['type'], e['object']['metadata']['name']))
+            if len(seen) == 4:
+                w.stop()
 
     thread = threading.Thread(target=consume)
     thread.start()
@@ -393,6 +395,8 @@ def test_rbac_denials(kube_server, batch):
         'jobs.batch is forbidden: User "system:serviceaccount:default:ampx" cannot create resource "jobs" '
         'in API group "batch" in the namespace "default"')
     batch.create_namespaced_job('team-a', job_manifest('j1'))  # other namespaces are fine
+    kube_server.create({'apiVersion': 'v1', 'kind': 'Pod', 'metadata': {'name': 'some-pod'},
+                        'spec': {'containers': [{'name': 'main', 'image': 'x'}]}}, 'default')
     kube_server.emulator.deny('get', 'pods/log')
     result = kube_server.kubectl('logs', 'some-pod', check=False)
     assert result.returncode != 0
@@ -454,3 +458,16 @@ def test_user_reactions_take_precedence(kube_server, core):
     kube_server.emulator['get /api/v1/namespaces/default/configmaps/special'] << {'kind': 'ConfigMap', 'data': {'x': 'mocked'}}
     assert core.read_namespaced_config_map('special', 'default').data == {'x': 'mocked'}
     assert len(kube_server.requests(path_contains='configmaps/special')) == 1
+
+
+def test_crds_registered_through_the_api(tmp_path):
+    crd = pathlib.Path(__file__).resolve().parents[2] / 'crds' / 'amptask.yaml'
+    with KubeServer(crd_path=None, workdir=tmp_path / 'k') as kube:
+        assert kube.kubectl('get', 'at', check=False).returncode != 0  # unknown resource
+        assert kube.kubectl('apply', '-f', str(crd)).stdout.strip() == 'customresourcedefinition.apiextensions.k8s.io/amptasks.ampx.dev created'
+        established = kube.find('customresourcedefinitions', None, 'amptasks.ampx.dev')['status']['conditions']
+        assert {'Established': 'True'}.items() <= {c['type']: c['status'] for c in established}.items()
+        kube.create(amptask('t1'))
+        assert kube.kubectl('get', 'at', '-o', 'name').stdout.strip() == 'amptask.ampx.dev/t1'
+        kube.kubectl('delete', 'crd', 'amptasks.ampx.dev')
+        assert kube.kubectl('get', 'at', check=False).returncode != 0

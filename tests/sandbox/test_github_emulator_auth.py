@@ -9,7 +9,6 @@ from datetime import datetime, timezone
 import jwt
 import pytest
 import requests
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from github import Auth, BadCredentialsException, Github, GithubException, GithubIntegration, UnknownObjectException
 
@@ -23,12 +22,12 @@ def gh(emu: GitHubEmulator, token: str) -> Github:
 
 
 @pytest.fixture
-def app(github_emulator: GitHubEmulator):
+def app(github_emulator: GitHubEmulator, app_key_pem: str):
     emu = github_emulator
     emu.create_repo("acme/api")
     emu.create_repo("acme/web")
     emu.create_repo("other/private")
-    creds = emu.create_app(4242, slug="ampx-test")
+    creds = emu.create_app(4242, slug="ampx-test", private_key_pem=app_key_pem)
     installation_id = emu.install_app(creds.app_id, "acme/api")
     assert emu.install_app(creds.app_id, "acme/web") == installation_id  # one installation per account
     integration = GithubIntegration(auth=Auth.AppAuth(creds.app_id, creds.private_key_pem), base_url=emu.api_url, **FAST)
@@ -92,11 +91,11 @@ def test_bad_jwts_are_rejected_like_github(github_emulator: GitHubEmulator, app)
 
 def test_expired_installation_token_gets_401(github_emulator: GitHubEmulator, app) -> None:
     _, installation_id, integration = app
-    github_emulator.token_ttl = 1
+    github_emulator.token_ttl = 0.5
     auth = integration.get_access_token(installation_id)
     client = gh(github_emulator, auth.token)
     assert client.get_repo("acme/api").id
-    time.sleep(1.1)
+    time.sleep(0.6)
     with pytest.raises(BadCredentialsException) as err:
         client.get_repo("acme/api")
     assert err.value.status == 401

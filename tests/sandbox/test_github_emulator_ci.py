@@ -70,10 +70,10 @@ jobs:
 """
 
 
-def _repo(emu: GitHubEmulator, make_seed, workflow: str, extra: dict[str, str] | None = None) -> str:
-    files = {"app.txt": "v1\n", ".github/workflows/ci.yml": workflow, **(extra or {})}
+def _repo(emu: GitHubEmulator, make_seed, workflow: str, key: str) -> str:
+    files = {"app.txt": "v1\n", ".github/workflows/ci.yml": workflow}
     emu.create_repo("acme/api", make_seed(files))
-    creds = emu.create_app(101)
+    creds = emu.create_app(101, private_key_pem=key)
     return emu.create_installation_token(emu.install_app(creds.app_id, "acme/api"))
 
 
@@ -91,9 +91,9 @@ def _push(emu: GitHubEmulator, git, tmp_path: Path, token: str, branch: str, fil
     return git.sha(wc)
 
 
-def test_passing_workflow_run_completes_success(github_emulator, git, make_seed, make_github, tmp_path) -> None:
+def test_passing_workflow_run_completes_success(github_emulator, git, make_seed, make_github, app_key_pem, tmp_path) -> None:
     emu = github_emulator
-    token = _repo(emu, make_seed, PASSING)
+    token = _repo(emu, make_seed, PASSING, app_key_pem)
     sha = _push(emu, git, tmp_path, token, "amp/feature", {"app.txt": "v2\n"})
     repo = make_github(token).get_repo("acme/api")
     runs = list(repo.get_workflow_runs(branch="amp/feature", head_sha=sha, event="push"))
@@ -103,6 +103,8 @@ def test_passing_workflow_run_completes_success(github_emulator, git, make_seed,
     assert (run.status, run.conclusion, run.event, run.head_branch, run.head_sha) == ("completed", "success", "push", "amp/feature", sha)
     assert run.name == "CI" and run.run_number == 1 and run.run_attempt == 1
     assert run.html_url.startswith(emu.url)
+    assert "Run tests" not in requests.get(run.html_url, timeout=10).text  # a page listing the job
+    assert requests.get(run.html_url, timeout=10).status_code == 200
     [job] = list(run.jobs())
     assert job.name == "test" and job.conclusion == "success"
     assert [s.name for s in job.steps] == ["Set up job", "Run actions/checkout@v4", "Run tests", "Complete job"]
@@ -112,9 +114,9 @@ def test_passing_workflow_run_completes_success(github_emulator, git, make_seed,
     assert list(repo.get_workflow_runs(status="failure")) == []
 
 
-def test_failing_workflow_log_format_and_redirect(github_emulator, git, make_seed, make_github, tmp_path) -> None:
+def test_failing_workflow_log_format_and_redirect(github_emulator, git, make_seed, make_github, app_key_pem, tmp_path) -> None:
     emu = github_emulator
-    token = _repo(emu, make_seed, FAILING)
+    token = _repo(emu, make_seed, FAILING, app_key_pem)
     sha = _push(emu, git, tmp_path, token, "amp/broken", {"app.txt": "v2\n"})
     emu.ci.wait_idle(30)
     repo = make_github(token).get_repo("acme/api")
@@ -164,11 +166,14 @@ def test_failing_workflow_log_format_and_redirect(github_emulator, git, make_see
     ).json()
     assert {c["name"]: c["conclusion"] for c in checks["check_runs"]} == {"lint": "success", "test": "failure"}
     assert {c["id"] for c in checks["check_runs"]} == {j.id for j in jobs.values()}
+    # PyGithub reaches the same endpoint through a lazy commit (GET /commits/{sha} is not emulated).
+    lazy_repo = make_github(token, lazy=True).get_repo("acme/api")
+    assert {c.name: c.conclusion for c in lazy_repo.get_commit(sha).get_check_runs()} == {"lint": "success", "test": "failure"}
 
 
-def test_rerun_failed_jobs_flaky_workflow_goes_green(github_emulator, git, make_seed, make_github, tmp_path) -> None:
+def test_rerun_failed_jobs_flaky_workflow_goes_green(github_emulator, git, make_seed, make_github, app_key_pem, tmp_path) -> None:
     emu = github_emulator
-    token = _repo(emu, make_seed, FLAKY)
+    token = _repo(emu, make_seed, FLAKY, app_key_pem)
     sha = _push(emu, git, tmp_path, token, "amp/flaky", {"app.txt": "v2\n"})
     emu.ci.wait_idle(30)
     repo = make_github(token).get_repo("acme/api")
@@ -225,9 +230,9 @@ def test_branch_filters_and_trigger_forms(github_emulator, git, make_seed, tmp_p
     emu.ci.wait_idle(30)
 
 
-def test_hold_pause_and_completion_hooks(github_emulator, git, make_seed, make_github, tmp_path) -> None:
+def test_hold_pause_and_completion_hooks(github_emulator, git, make_seed, make_github, app_key_pem, tmp_path) -> None:
     emu = github_emulator
-    token = _repo(emu, make_seed, "on: push\njobs:\n  t:\n    runs-on: x\n    steps:\n      - run: echo ok\n")
+    token = _repo(emu, make_seed, "on: push\njobs:\n  t:\n    runs-on: x\n    steps:\n      - run: echo ok\n", app_key_pem)
     completed: list[tuple[int, float]] = []
     done = threading.Event()
     emu.ci.on_run_completed.append(lambda run: (completed.append((run.id, run.completed_monotonic)), done.set()))
@@ -256,7 +261,7 @@ def test_hold_pause_and_completion_hooks(github_emulator, git, make_seed, make_g
 
 def test_step_features_env_expressions_timeouts(github_emulator, git, make_seed, tmp_path) -> None:
     emu = github_emulator
-    emu.ci.step_timeout = 1.0
+    emu.ci.step_timeout = 0.5
     workflow = """
 on: push
 env:

@@ -11,15 +11,15 @@ import requests
 from ampx.sandbox.github_emulator import GitHubEmulator
 
 
-def _setup(emu: GitHubEmulator, make_seed) -> tuple[str, int]:
+def _setup(emu: GitHubEmulator, make_seed, key: str) -> tuple[str, int]:
     emu.create_repo("acme/api", make_seed({"README.md": "hello\n"}))
-    creds = emu.create_app(77)
+    creds = emu.create_app(77, private_key_pem=key)
     installation_id = emu.install_app(creds.app_id, "acme/api")
     return emu.create_installation_token(installation_id), installation_id
 
 
-def test_clone_and_push_with_askpass_credentials(github_emulator: GitHubEmulator, git, make_seed, tmp_path: Path) -> None:
-    token, _ = _setup(github_emulator, make_seed)
+def test_clone_and_push_with_askpass_credentials(github_emulator: GitHubEmulator, git, make_seed, app_key_pem, tmp_path: Path) -> None:
+    token, _ = _setup(github_emulator, make_seed, app_key_pem)
     url = github_emulator.clone_url("acme/api")
     wc = tmp_path / "wc"
     git("clone", "-q", url, str(wc), token=token)
@@ -41,8 +41,8 @@ def test_clone_and_push_with_askpass_credentials(github_emulator: GitHubEmulator
     assert git.sha(wc2) == sha
 
 
-def test_push_without_valid_credentials_is_rejected(github_emulator: GitHubEmulator, git, make_seed, tmp_path: Path) -> None:
-    token, installation_id = _setup(github_emulator, make_seed)
+def test_push_without_valid_credentials_is_rejected(github_emulator: GitHubEmulator, git, make_seed, app_key_pem, tmp_path: Path) -> None:
+    token, installation_id = _setup(github_emulator, make_seed, app_key_pem)
     wc = tmp_path / "wc"
     git("clone", "-q", github_emulator.clone_url("acme/api"), str(wc), token=token)
     git.commit_file(wc, "a.txt", "a\n", "a")
@@ -65,8 +65,8 @@ def test_push_without_valid_credentials_is_rejected(github_emulator: GitHubEmula
     assert hidden.returncode != 0 and "not found" in hidden.stderr.lower()
 
 
-def test_large_push_uses_chunked_encoding(github_emulator: GitHubEmulator, git, make_seed, tmp_path: Path) -> None:
-    token, _ = _setup(github_emulator, make_seed)
+def test_large_push_uses_chunked_encoding(github_emulator: GitHubEmulator, git, make_seed, app_key_pem, tmp_path: Path) -> None:
+    token, _ = _setup(github_emulator, make_seed, app_key_pem)
     wc = tmp_path / "wc"
     git("clone", "-q", github_emulator.clone_url("acme/api"), str(wc), token=token)
     (wc / "blob.bin").write_bytes(os.urandom(300_000))  # incompressible: the pack exceeds postBuffer
@@ -78,8 +78,8 @@ def test_large_push_uses_chunked_encoding(github_emulator: GitHubEmulator, git, 
     assert github_emulator.branches("acme/api")["big"] == sha
 
 
-def test_gzip_chunked_upload_pack_request(github_emulator: GitHubEmulator, make_seed) -> None:
-    token, _ = _setup(github_emulator, make_seed)
+def test_gzip_chunked_upload_pack_request(github_emulator: GitHubEmulator, make_seed, app_key_pem) -> None:
+    token, _ = _setup(github_emulator, make_seed, app_key_pem)
     sha = github_emulator.branches("acme/api")["main"]
     want = f"want {sha}\n"
     request = f"{len(want) + 4:04x}{want}00000009done\n".encode()
@@ -99,7 +99,7 @@ def test_gzip_chunked_upload_pack_request(github_emulator: GitHubEmulator, make_
     assert b"PACK" in resp.content
 
 
-def test_file_push_then_notify(github_emulator: GitHubEmulator, git, make_seed, tmp_path: Path) -> None:
+def test_file_push_then_notify(github_emulator: GitHubEmulator, git, make_seed, app_key_pem, tmp_path: Path) -> None:
     """Tests may push with file:// for speed; notify_push makes the emulator notice."""
     seed = make_seed(
         {
@@ -118,3 +118,34 @@ def test_file_push_then_notify(github_emulator: GitHubEmulator, git, make_seed, 
     assert github_emulator.notify_push("acme/api") == []  # nothing changed since
     github_emulator.ci.wait_idle(30)
     assert runs[0].conclusion == "success"
+
+
+def test_cli_serves_repos_until_terminated(tmp_path: Path, make_seed, git) -> None:
+    import json
+    import signal
+    import subprocess
+    import sys
+
+    seed = make_seed({"README.md": "from the CLI\n"})
+    token_file = tmp_path / "token"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ampx.sandbox.github_emulator", "--root", str(tmp_path / "root"), "--json",
+         "--repo", "acme/demo", "--seed", str(seed), "--app-id", "12", "--app-private-key-out", str(tmp_path / "app.pem"),
+         "--token-file", str(token_file)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        info = json.loads(proc.stdout.readline())
+        token = token_file.read_text().strip()
+        assert token.startswith("ghp_") and token not in json.dumps(info)
+        assert oct(token_file.stat().st_mode & 0o777) == "0o600"
+        assert requests.get(info["url"] + "/_emulator/health", timeout=10).text == "ok\n"
+        resp = requests.get(f"{info['api_url']}/repos/acme/demo", headers={"Authorization": f"token {token}"}, timeout=10)
+        assert resp.status_code == 200 and resp.json()["default_branch"] == "main"
+        assert set(info["installations"]) == {"acme/demo"}
+        wc = tmp_path / "wc"
+        git("clone", "-q", info["repos"]["acme/demo"]["clone_url"], str(wc), token=token)
+        assert (wc / "README.md").read_text() == "from the CLI\n"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0

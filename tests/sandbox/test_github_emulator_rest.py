@@ -3,6 +3,7 @@ pull requests and refs — exercised with PyGithub where it has the operation.""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -18,18 +19,20 @@ WORKFLOW = "on: push\njobs:\n  t:\n    runs-on: ubuntu-latest\n    steps:\n     
 
 
 @pytest.fixture
-def acme(github_emulator: GitHubEmulator, make_seed, git, tmp_path: Path):
+def acme(github_emulator: GitHubEmulator, make_seed, git, app_key_pem, tmp_path: Path):
     """acme/api with a main branch and a pushed feature branch; returns (token, working copy)."""
     emu = github_emulator
     emu.create_repo("acme/api", make_seed({"README.md": "base\n", "shared.txt": "one\n"}))
-    creds = emu.create_app(555)
+    creds = emu.create_app(555, private_key_pem=app_key_pem)
     token = emu.create_installation_token(emu.install_app(creds.app_id, "acme/api"))
     wc = tmp_path / "wc"
-    git("clone", "-q", emu.clone_url("acme/api"), str(wc), token=token)
+    # Setup pushes over file:// (fast); the HTTP transport has its own tests.
+    git("clone", "-q", f"file://{emu.git_path('acme/api')}", str(wc))
     git("checkout", "-q", "-b", "amp/feature", cwd=wc)
     git.commit_file(wc, "feature.txt", "feature\n", "Add feature")
     git.commit_file(wc, "feature2.txt", "more\n", "More feature")
-    git("push", "-q", "origin", "amp/feature", cwd=wc, token=token)
+    git("push", "-q", "origin", "amp/feature", cwd=wc)
+    emu.notify_push("acme/api")
     return token, wc
 
 
@@ -62,7 +65,7 @@ def test_etag_304_is_free_and_counted_separately(github_emulator: GitHubEmulator
 def test_primary_rate_limit_exhaustion(github_emulator: GitHubEmulator, acme) -> None:
     token, _ = acme
     github_emulator.rate_limit = 3
-    github_emulator.store.buckets.clear()
+    github_emulator.reset_rate_limits()
     url = f"{github_emulator.api_url}/repos/acme/api"
     statuses = [requests.get(url, headers=_auth(token), timeout=10) for _ in range(4)]
     assert [r.status_code for r in statuses] == [200, 200, 200, 403]
@@ -106,6 +109,9 @@ def test_pull_request_lifecycle_with_squash_merge(github_emulator: GitHubEmulato
     assert (pr.commits, pr.changed_files) == (2, 2)
     fetched = repo.get_pull(1)
     assert fetched.mergeable is True and fetched.mergeable_state == "clean"
+    diff = requests.get(pr.diff_url, timeout=10).text  # html/diff URLs are served too
+    assert "+++ b/feature.txt" in diff and "+feature" in diff
+    assert "Add feature" in requests.get(pr.html_url, timeout=10).text
 
     with pytest.raises(GithubException) as dup:
         repo.create_pull(base="main", head="amp/feature", title="Again")
@@ -160,10 +166,11 @@ def test_merge_methods_and_refusals(github_emulator: GitHubEmulator, acme, make_
     repo = make_github(token).get_repo("acme/api")
     git("checkout", "-q", "-b", "amp/second", "main", cwd=wc)
     git.commit_file(wc, "second.txt", "2\n", "Second")
-    git("push", "-q", "origin", "amp/second", cwd=wc, token=token)
+    git("push", "-q", "origin", "amp/second", cwd=wc)
     git("checkout", "-q", "-b", "amp/conflict", "main", cwd=wc)
     git.commit_file(wc, "feature.txt", "conflicting\n", "Conflicting feature")
-    git("push", "-q", "origin", "amp/conflict", cwd=wc, token=token)
+    git("push", "-q", "origin", "amp/conflict", cwd=wc)
+    emu.notify_push("acme/api")
 
     first = repo.create_pull(base="main", head="amp/feature", title="Feature")
     second = repo.create_pull(base="main", head="acme:amp/second", title="Second")
@@ -199,17 +206,18 @@ def test_merge_methods_and_refusals(github_emulator: GitHubEmulator, acme, make_
     assert err.value.status == 405
 
 
-def test_pull_request_event_workflow_and_pagination(github_emulator: GitHubEmulator, make_seed, git, make_github, tmp_path) -> None:
+def test_pull_request_event_workflow_and_pagination(github_emulator: GitHubEmulator, make_seed, git, make_github, app_key_pem, tmp_path) -> None:
     emu = github_emulator
-    workflow = "on:\n  pull_request:\n    branches: [main]\njobs:\n  pr:\n    runs-on: x\n    steps:\n      - run: echo \"$GITHUB_EVENT_NAME $GITHUB_REF\"\n"
+    workflow = "on:\n  pull_request:\n    branches: [main]\njobs:\n  pr:\n    runs-on: x\n    steps:\n      - run: echo \"$GITHUB_EVENT_NAME $GITHUB_REF $GITHUB_HEAD_REF->$GITHUB_BASE_REF\"\n"
     emu.create_repo("acme/api", make_seed({".github/workflows/pr.yml": workflow}))
-    token = emu.create_installation_token(emu.install_app(emu.create_app(9).app_id, "acme/api"))
+    token = emu.create_installation_token(emu.install_app(emu.create_app(9, private_key_pem=app_key_pem).app_id, "acme/api"))
     wc = tmp_path / "wc"
-    git("clone", "-q", emu.clone_url("acme/api"), str(wc), token=token)
+    git("clone", "-q", f"file://{emu.git_path('acme/api')}", str(wc))
     for i in range(3):
         git("checkout", "-q", "-b", f"amp/b{i}", "main", cwd=wc)
         git.commit_file(wc, f"f{i}.txt", "x\n", f"f{i}")
-        git("push", "-q", "origin", f"amp/b{i}", cwd=wc, token=token)
+    git("push", "-q", "origin", "amp/b0", "amp/b1", "amp/b2", cwd=wc)
+    emu.notify_push("acme/api")
     assert emu.ci.runs("acme/api") == []  # no push trigger in this workflow
     repo = make_github(token, per_page=2).get_repo("acme/api")
     for i in range(3):
@@ -222,7 +230,7 @@ def test_pull_request_event_workflow_and_pagination(github_emulator: GitHubEmula
     page = requests.get(f"{emu.api_url}/repos/acme/api/pulls?per_page=1", headers=_auth(token), timeout=10)
     assert 'rel="next"' in page.headers["Link"] and page.headers["Link"].startswith(f"<{emu.api_url}/")
     log = emu.ci.runs("acme/api")[0].jobs[0].log_text()
-    assert "pull_request refs/pull/" in log
+    assert re.search(r"pull_request refs/pull/\d+/merge amp/b\d->main", log)
 
 
 def test_contract_validator_catches_bad_responses(github_contract: ResponseContract) -> None:

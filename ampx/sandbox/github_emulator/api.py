@@ -105,6 +105,7 @@ class RestApi:
     def __init__(self, emulator: "GitHubEmulator") -> None:
         self.emu = emulator
         self.store = emulator.store
+        self._facts: dict[tuple, tuple[bool, int, int, int, int]] = {}
         r = self._route
         self.routes: list[Route] = [
             r("POST", "/app/installations/{installation_id}/access_tokens", self.create_access_token, jwt=True),
@@ -134,19 +135,15 @@ class RestApi:
         return self.emu.urls
 
     # ----------------------------------------------------------- dispatching
-    def match(self, method: str, path: str) -> tuple[Route | None, dict[str, str], bool]:
-        """(route, params, path_exists_with_other_method)."""
-        other = False
+    def match(self, method: str, path: str) -> tuple[Route | None, dict[str, str]]:
         for route in self.routes:
             m = route.regex.match(path)
-            if m:
-                if route.method == method or (method == "HEAD" and route.method == "GET"):
-                    return route, {k: unquote(v) for k, v in m.groupdict().items()}, False
-                other = True
-        return None, {}, other
+            if m and (route.method == method or (method == "HEAD" and route.method == "GET")):
+                return route, {k: unquote(v) for k, v in m.groupdict().items()}
+        return None, {}
 
     def handle(self, req: ApiRequest) -> ApiResponse:
-        route, params, other = self.match(req.method, req.path)
+        route, params = self.match(req.method, req.path)
         template = route.template if route else req.path
         principal: Principal | None = None
         auth_error: ApiError | None = None
@@ -164,9 +161,9 @@ class RestApi:
                 headers["x-ratelimit-reset"] = fault.headers["x-ratelimit-reset"]
             return self._json(fault.status, fault.body, headers, template)
         if route is None:
-            status, msg = (404, "Not Found")
-            bucket = self._bucket(principal)
-            return self._json(status, {"message": msg, "documentation_url": DOCS, "status": str(status)}, self._rate_headers(bucket), template)
+            # GitHub answers unknown routes (and unsupported methods) with 404.
+            body = {"message": "Not Found", "documentation_url": DOCS, "status": "404"}
+            return self._json(404, body, self._rate_headers(self._bucket(principal)), template)
         if auth_error is not None:
             return self._error(auth_error, self._rate_headers(self._bucket(None)), template)
         assert principal is not None
@@ -567,38 +564,47 @@ class RestApi:
         data = self._pull_json(pr)
         return 201, data, {"Location": data["url"]}
 
-    def _mergeability(self, pr: PullRequest) -> tuple[bool | None, str]:
-        if pr.state != "open":
-            return None, "unknown"
-        if pr.mergeable_override is not ...:
-            value = pr.mergeable_override
-            return value, {True: "clean", False: "dirty", None: "unknown"}[value]
-        base_sha = self._base_sha(pr)
-        clean, _ = gitrepo.merge_tree(pr.repo.git_dir, base_sha, pr.head_sha)
-        if not clean:
-            return False, "dirty"
-        if pr.draft:
-            return True, "draft"
+    def _git_facts(self, pr: PullRequest, base_sha: str) -> tuple[bool, int, int, int, int]:
+        """(merges cleanly, commits, additions, deletions, changed files), cached by
+        commit pair: polling a PR must not spawn git processes every time."""
+        key = (pr.repo.full_name, pr.state, base_sha, pr.head_sha)
         with self.store.lock:
-            failing = any(
-                j.conclusion == "failure"
-                for run in self.store.runs.values()
-                if run.repo is pr.repo and run.head_sha == pr.head_sha
-                for j in run.latest_jobs()
-            )
-        return True, "unstable" if failing else "clean"
+            cached = self._facts.get(key)
+        if cached is not None:
+            return cached
+        git_dir = pr.repo.git_dir
+        clean = gitrepo.merge_tree(git_dir, base_sha, pr.head_sha)[0] if pr.state == "open" else True
+        mb = gitrepo.merge_base(git_dir, base_sha, pr.head_sha) or base_sha
+        commits = len(gitrepo.rev_list(git_dir, f"{mb}..{pr.head_sha}"))
+        adds, dels, files = gitrepo.diff_numstat(git_dir, mb, pr.head_sha)
+        facts = (clean, commits, adds, dels, files)
+        with self.store.lock:
+            if len(self._facts) > 1024:
+                self._facts.clear()
+            self._facts[key] = facts
+        return facts
 
     def _pull_json(self, pr: PullRequest) -> dict[str, Any]:
         base_sha = self._base_sha(pr)
-        mergeable, state = self._mergeability(pr)
-        git_dir = pr.repo.git_dir
-        if pr.state == "open":
-            mb = gitrepo.merge_base(git_dir, base_sha, pr.head_sha) or base_sha
-            commits = len(gitrepo.rev_list(git_dir, f"{base_sha}..{pr.head_sha}"))
+        clean, commits, adds, dels, files = self._git_facts(pr, base_sha)
+        if pr.state != "open":
+            mergeable, state = None, "unknown"
+        elif pr.mergeable_override is not ...:
+            mergeable = pr.mergeable_override
+            state = {True: "clean", False: "dirty", None: "unknown"}[mergeable]
+        elif not clean:
+            mergeable, state = False, "dirty"
+        elif pr.draft:
+            mergeable, state = True, "draft"
         else:
-            mb = gitrepo.merge_base(git_dir, pr.base_sha, pr.head_sha) or pr.base_sha
-            commits = len(gitrepo.rev_list(git_dir, f"{mb}..{pr.head_sha}"))
-        adds, dels, files = gitrepo.diff_numstat(git_dir, mb, pr.head_sha)
+            with self.store.lock:
+                failing = any(
+                    j.conclusion == "failure"
+                    for run in self.store.runs.values()
+                    if run.repo is pr.repo and run.head_sha == pr.head_sha
+                    for j in run.latest_jobs()
+                )
+            mergeable, state = True, "unstable" if failing else "clean"
         with self.store.lock:
             return payloads.pull_request(
                 self.urls, pr, base_sha, mergeable=mergeable, mergeable_state=state, stats=(commits, adds, dels, files)

@@ -47,7 +47,7 @@ ZERO_SHA = "0" * 40
 DEFAULT_PR_TYPES = ("opened", "synchronize", "reopened")
 #: Environment variables a step inherits from the emulator process; nothing
 #: else leaks in (the host environment may hold credentials).
-INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "USER", "LOGNAME", "SHELL", "TERM", "PYTHONPATH", "VIRTUAL_ENV")
+INHERITED_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "USER", "LOGNAME", "SHELL", "TERM", "PYTHONPATH", "VIRTUAL_ENV")
 
 
 @dataclass
@@ -625,7 +625,7 @@ class CI:
                 "GITHUB_API_URL": urls.api if urls else "",
                 "GITHUB_GRAPHQL_URL": (urls.api + "/graphql") if urls else "",
                 "GITHUB_HEAD_REF": (run.head_branch or "") if run.event == "pull_request" else "",
-                "GITHUB_BASE_REF": "",
+                "GITHUB_BASE_REF": self._base_ref(run),
                 "RUNNER_OS": "Linux",
                 "RUNNER_ARCH": "X64",
                 "RUNNER_NAME": "ampx-emulator-runner",
@@ -636,13 +636,22 @@ class CI:
         )
         return env
 
+    def _base_ref(self, run: WorkflowRun) -> str:
+        if run.pull_number is None:
+            return ""
+        with self.store.lock:
+            pr = self.store.pulls.get(run.repo.full_name.lower(), {}).get(run.pull_number)
+            return pr.base_ref if pr else ""
+
     def _run_job(self, run: WorkflowRun, job: Job, needs_failed: bool) -> None:
         spec = job.spec
         steps_spec = [s for s in as_list(spec.get("steps")) if isinstance(s, dict)]
         jobdir = Path(tempfile.mkdtemp(prefix=f"job-{job.id}-", dir=self._workdir()))
         workspace, tmp = jobdir / run.repo.name, jobdir / "tmp"
         tmp.mkdir()
+        (jobdir / "home").mkdir()
         env = self._base_env(run, job, workspace, tmp)
+        env["HOME"] = str(jobdir / "home")  # like a fresh runner: steps cannot touch the host's ~
         wf_env = run.spec.get("env") if isinstance(run.spec.get("env"), dict) else {}
         job_env = spec.get("env") if isinstance(spec.get("env"), dict) else {}
         step_ctx: dict[str, Any] = {}

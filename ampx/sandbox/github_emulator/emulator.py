@@ -115,6 +115,7 @@ class GitHubEmulator:
     def start(self) -> "GitHubEmulator":
         if self._server is not None:
             return self
+        gitrepo.check_git_version()
         self._server = EmulatorHTTPServer((self.host, self._requested_port), handler_for(self))
         port = self._server.server_address[1]
         self.urls = Urls(f"http://{self.host}:{port}")
@@ -415,6 +416,11 @@ class GitHubEmulator:
             if token.repos is not None:
                 return name in token.repos
             return True
+
+    def reset_rate_limits(self) -> None:
+        """Forget every quota counter (e.g. after changing :attr:`rate_limit`)."""
+        with self.store.lock:
+            self.store.buckets.clear()
 
     # --------------------------------------------------------- pull requests
     def pulls(self, full_name: str) -> list[PullRequest]:

@@ -79,6 +79,21 @@ def run_git(
     return proc
 
 
+MIN_GIT = (2, 38)  # merge-tree --write-tree
+
+
+def check_git_version() -> tuple[int, ...]:
+    """Fail early with a clear message when git is missing or too old."""
+    try:
+        text = run_git(["version"]).stdout.decode()
+    except (OSError, GitError) as exc:
+        raise RuntimeError(f"the GitHub emulator needs the git CLI: {exc}") from exc
+    digits = [int(x) for x in text.split()[2].split(".")[:3] if x.isdigit()]
+    if tuple(digits[:2]) < MIN_GIT:
+        raise RuntimeError(f"the GitHub emulator needs git >= {'.'.join(map(str, MIN_GIT))}, found {text.strip()}")
+    return tuple(digits)
+
+
 def out(args: Sequence[str], git_dir: Path, **kw) -> str:
     return run_git(args, git_dir=git_dir, **kw).stdout.decode(errors="replace").strip()
 

@@ -21,6 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
+from . import web
 from .api import ApiRequest, ApiResponse
 from .auth import ApiError, basic_credentials, lookup_token
 from .gitrepo import git_env
@@ -180,6 +181,11 @@ class RequestHandler(BaseHTTPRequestHandler):
                 return
             if path.startswith("/_emulator/"):
                 self._internal(path, parse_qs(split.query))
+                return
+            page = web.render(self.emulator, path) if self.command in ("GET", "HEAD") else None
+            if page is not None:
+                status, content_type, payload = page
+                self._send(status, {"Content-Type": content_type}, payload, "WEB")
                 return
             self._text(404, "Not Found", "OTHER")
         finally:

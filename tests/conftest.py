@@ -1,10 +1,12 @@
-"""The offline world (GitHub stand-in, scripted agent) for end-to-end tests."""
+"""Shared fixtures: the Kubernetes harness and the offline world (GitHub stand-in, scripted agent)."""
 
 from __future__ import annotations
 
 import pytest
 
 from ampx.sandbox.world import start_world
+
+pytest_plugins = ["kubeharness.fixtures"]
 
 
 @pytest.fixture

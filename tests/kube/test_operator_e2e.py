@@ -1,0 +1,256 @@
+"""The Kubernetes runtime end to end: the real operator process (kopf), the Kubernetes API
+emulator, a kubelet stand-in running `ampx worker` for each Job, and the GitHub stand-in with
+GitHub App auth (the key reaches workers only through a Secret)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from ampx.cli.backend import KubeBackend, add_follow_up, now_iso, owner_name
+from ampx.core.ids import new_task_id
+from ampx.core.models import Phase
+from ampx.history.db import HistoryDB
+from ampx.sandbox.demo import Run, _spec, drive
+from ampx.sandbox.scenarios import Scenario, calc_with, scenarios, unit_test_file, write
+from ampx.sandbox.world import DEMO_REPO
+
+from e2e.checks import assert_story
+
+pytestmark = pytest.mark.e2e
+AMPTASKS = "ampx.dev/v1alpha1/amptasks"
+JOBS = "batch/v1/jobs"
+
+
+class Cluster:
+    def __init__(self, world, server, kubelet, spawn, tmp_path):
+        self.world, self.server, self.kubelet, self.spawn = world, server, kubelet, spawn
+        app = world.emulator.create_app()
+        world.emulator.install_app(app.app_id, DEMO_REPO)
+        server.create_secret("gh-app", {"private-key.pem": app.private_key_pem})
+        server.create_secret("amp-api", {"api-key": world.env["AMP_API_KEY"]})
+        keyfile = tmp_path / "app.pem"
+        keyfile.write_text(app.private_key_pem)
+        self.history_path = tmp_path / "history.db"
+        self.op_env = {
+            "AMPX_GITHUB_API_URL": world.env["AMPX_GITHUB_API_URL"],
+            "AMPX_GITHUB_URL": world.env["AMPX_GITHUB_URL"],
+            "AMPX_GITHUB_APP_ID": str(app.app_id),
+            "AMPX_GITHUB_APP_PRIVATE_KEY_FILE": str(keyfile),
+            "AMPX_GITHUB_APP_SECRET": "gh-app",
+            "AMPX_AMP_SECRET": "amp-api",
+            "AMPX_HISTORY_DB": str(self.history_path),
+            "AMPX_WORKER_IMAGE": "ampx-worker:test",
+            "AMPX_CI_POLL_SECONDS": "1",
+            "AMPX_CI_POLL_MAX_SECONDS": "2",
+            "GITHUB_TOKEN": "",
+            "AMP_API_KEY": "",
+        }
+        # what the worker image would provide: the amp CLI on PATH, a workspace
+        kubelet.extra_env.update({"PATH": world.env["PATH"],
+                                  "AMP_FAKE_HOME": world.env["AMP_FAKE_HOME"],
+                                  "AMPX_WORKSPACE": world.env["AMPX_WORKSPACE"]})
+        self.operator = None
+
+    def start_operator(self):
+        before = self.server.call(self.server.emulator.watch_count, AMPTASKS)
+        self.operator = self.spawn([sys.executable, "-m", "ampx", "operator", "-n", "default"],
+                                   env=self.op_env)
+        self.server.wait_for(lambda: self.operator.returncode is not None or
+                             self.server.call(self.server.emulator.watch_count, AMPTASKS) > before,
+                             timeout=30, message="operator watch")
+        assert self.operator.returncode is None, self.operator.output
+        return self.operator
+
+    def kill_operator(self):
+        os.kill(self.operator.proc.pid, signal.SIGKILL) if hasattr(self.operator, "proc") \
+            else self.operator.stop(grace=0)
+        self.operator.stop(grace=0)
+
+
+@pytest.fixture
+def cluster(world, kube_env, fake_kubelet, kube_spawn, tmp_path, monkeypatch):
+    monkeypatch.delenv("GITHUB_TOKEN")
+    monkeypatch.delenv("AMP_API_KEY")
+    monkeypatch.setenv("AMPX_BACKEND", "kube")
+    c = Cluster(world, kube_env, fake_kubelet, kube_spawn, tmp_path)
+    c.start_operator()
+    yield c
+    assert "Traceback" not in c.operator.output, c.operator.output[-3000:]
+
+
+def start(backend, sc: Scenario) -> Run:
+    tid = new_task_id()
+    backend.create(tid, _spec(sc, tid), owner_name())
+    return Run(sc, tid, time.monotonic())
+
+
+def wait_all(backend, runs, timeout=180):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        drive(backend, runs)
+        if all(r.done() for r in runs):
+            return
+        time.sleep(0.3)
+    raise AssertionError("timed out: " + ", ".join(
+        f"{r.scenario.key}={r.task.status.phase}:{r.task.status.summary}" for r in runs))
+
+
+def test_five_stories_on_kubernetes(cluster):
+    backend = KubeBackend()
+    runs = [start(backend, sc) for sc in scenarios()]
+    wait_all(backend, runs)
+    history = HistoryDB(cluster.history_path)
+    for run in runs:
+        assert_story(cluster.world, run, history)
+        for n in range(1, run.task.status.attempts + 1):
+            assert cluster.kubelet.starts[f"{run.task_id}-a{n}"] <= 1
+    by = {r.scenario.key: r.task for r in runs}
+    red = by["red-then-green"].status.history
+    assert "AssertionError: 18 != 2" in red[1].prompt
+    # Jobs: deterministic names, owned by their task, secrets only by reference
+    job = cluster.server.get("batch", "v1", "jobs", "default", f"{runs[0].task_id}-a1")
+    assert job["metadata"]["ownerReferences"][0]["uid"] == runs[0].task.metadata["uid"]
+    env = job["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {"name": "AMP_API_KEY", "valueFrom": {"secretKeyRef": {"name": "amp-api", "key": "api-key"}}} in env
+    assert all("value" not in e for e in env if "KEY" in e["name"])
+    assert runs[0].scenario.prompt not in str(job)
+    # the aborted task's Job is gone, and the history outlives deleted tasks
+    aborted = by["aborted"]
+    cluster.server.wait_for_absence(JOBS, "default", f"{aborted.name}-a1")
+    cluster.server.delete(AMPTASKS, "default", runs[0].task_id)
+    cluster.server.wait_for(lambda: (history.get_task(runs[0].task_id) or {}).get("deleted_at"),
+                            timeout=15, message="deleted_at recorded")
+    assert history.get_task(runs[0].task_id)["status"] == "success"
+    assert len(history.attempts(runs[0].task_id)) == 1
+
+
+def test_operator_restart_mid_flight_creates_no_duplicate(cluster):
+    backend = KubeBackend()
+    sc = Scenario(
+        key="restart", title="Add divide slowly",
+        prompt="Add divide.\n@fake sleep 3\n" + write("calc.py", calc_with(
+            "def divide(a, b):\n    return a * b")) + "\n"
+        + write("test_divide.py", unit_test_file("divide", "divide(6, 3)", "2")) + "\n"
+        + '@fake when "AssertionError: 18 != 2" write calc.py '
+        + calc_with("def divide(a, b):\n    return a / b").replace("\n", "\\n"),
+        expect_phase="success", expect_attempts=2, expect_pr="open")
+    run = start(backend, sc)
+    cluster.kubelet.wait_for_start(f"{run.task_id}-a1", timeout=30)
+    cluster.operator.stop(grace=0)  # the operator dies while attempt 1 runs
+    time.sleep(4)  # the attempt finishes and reports while no operator is watching
+    cluster.start_operator()
+    wait_all(backend, [run], timeout=120)
+    assert_story(cluster.world, run, HistoryDB(cluster.history_path))
+    assert cluster.kubelet.starts[f"{run.task_id}-a1"] == 1
+    assert cluster.kubelet.starts[f"{run.task_id}-a2"] == 1
+
+
+def test_abort_continue_and_cli_listing(cluster):
+    env = cluster.server.env(AMPX_BACKEND="kube", AMPX_OWNER="alice")
+
+    def ampx(*args, owner="alice"):
+        e = dict(env, AMPX_OWNER=owner)
+        return subprocess.run([sys.executable, "-m", "ampx", *args], capture_output=True,
+                              text=True, env=e, timeout=60)
+
+    r = ampx("start", "--repo", f"https://github.com/{DEMO_REPO}", "--task",
+             "Take forever\n@fake sleep 120", owner="alice")
+    assert r.returncode == 0, r.stderr
+    slow = r.stdout.split()[1]
+    r = ampx("start", "--repo", DEMO_REPO, "--max-attempts", "1", "--task",
+             "Add broken subtract\n" + write("calc.py", calc_with("def subtract(a, b):\n    return a + b"))
+             + "\n" + write("test_subtract.py", unit_test_file("subtract", "subtract(5, 3)", "2")),
+             owner="bob")
+    assert r.returncode == 0, r.stderr
+    broken = r.stdout.split()[1]
+
+    # ls: own tasks, everyone's, by phase; plain text when piped
+    mine = ampx("ls").stdout
+    assert slow in mine and broken not in mine and mine.startswith("ID ")
+    everyone = ampx("ls", "--all", "-o", "name").stdout.split()
+    assert sorted(everyone) == sorted([f"amptask/{slow}", f"amptask/{broken}"])
+
+    job = f"{slow}-a1"
+    cluster.kubelet.wait_for_start(job, timeout=30)
+    r = ampx("abort", slow[:16])
+    assert r.returncode == 0, r.stderr
+    cluster.server.wait_for_absence(JOBS, "default", job, timeout=20)
+    backend = KubeBackend()
+    cluster.server.wait_for(lambda: backend.get(slow).status.phase == Phase.ABORTED, timeout=20)
+    cluster.server.wait_for(lambda: not cluster.kubelet.running(), timeout=20,
+                            message="the worker process was killed")
+
+    cluster.server.wait_for(lambda: backend.get(broken).status.phase == Phase.NEEDS_REVIEW,
+                            timeout=90, message="broken task needs review")
+    r = ampx("ls", "--all", "--status", "needs_review", "-o", "name")
+    assert r.stdout.split() == [f"amptask/{broken}"]
+    r = ampx("continue", broken[:16], "-m", "subtract must return a - b.\n"
+             + write("calc.py", calc_with("def subtract(a, b):\n    return a - b")))
+    assert r.returncode == 0 and "continuing with attempt 2" in r.stdout, r.stderr
+    cluster.server.wait_for_object(JOBS, "default", f"{broken}-a2", timeout=20)
+    cluster.server.wait_for(lambda: backend.get(broken).status.phase == Phase.SUCCESS,
+                            timeout=90, message="continued task succeeds")
+    task = backend.get(broken)
+    assert task.status.attempts == 2 and task.status.budget_start == 1
+    assert "subtract must return a - b." in task.status.history[1].prompt
+
+    r = ampx("merge", broken[:16])
+    assert r.returncode == 0, r.stderr
+    cluster.server.wait_for(lambda: backend.get(broken).status.pr_state == "merged", timeout=30)
+    r = ampx("get", broken[:16])
+    assert "Attempt 2: pushed" in r.stdout and "(merged)" in r.stdout
+    r = ampx("logs", broken[:16], "--attempt", "1")
+    assert r.returncode == 0 and "[ampx] pushed" in r.stdout and "AssertionError: 8 != 2" in r.stdout, r.stderr
+
+    # one clear line for each kind of error
+    assert ampx("get", "zz").stderr.strip() == "error: no task matches id 'zz'"
+    r = ampx("abort", slow[:16])
+    assert r.returncode == 1 and "already aborted" in r.stderr
+    cluster.server.call(cluster.server.emulator.deny, "create", "amptasks.ampx.dev")
+    r = ampx("start", "--repo", DEMO_REPO, "--task", "x")
+    assert r.returncode == 1 and r.stderr.startswith("error: permission denied:")
+    assert "Traceback" not in r.stderr
+
+
+def test_watch_streams_changes(cluster):
+    env = cluster.server.env(AMPX_BACKEND="kube", AMPX_OWNER="carol")
+    proc = subprocess.Popen([sys.executable, "-m", "ampx", "ls", "-w"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        cluster.server.wait_for_watch(AMPTASKS, count=2, timeout=20)
+        r = subprocess.run([sys.executable, "-m", "ampx", "start", "--repo", DEMO_REPO, "--task",
+                            "Add multiply\n" + write("calc.py", calc_with("def multiply(a, b):\n    return a * b"))],
+                           capture_output=True, text=True, env=env, timeout=60)
+        tid = r.stdout.split()[1]
+        lines = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            lines.append(line)
+            if tid in line and "\tsuccess\t" in line:
+                break
+        assert any(tid in ln and "\tsuccess\t" in ln for ln in lines), lines
+        assert any(tid in ln and ("\tqueued\t" in ln or "\tpending\t" in ln or "\trunning\t" in ln)
+                   for ln in lines)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_cli_errors_without_a_cluster(tmp_path):
+    bad = tmp_path / "kubeconfig"
+    bad.write_text("apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: 'http://127.0.0.1:9'}\n"
+                   "contexts:\n- name: c\n  context: {cluster: c, user: u, namespace: default}\n"
+                   "current-context: c\nusers:\n- name: u\n  user: {token: t}\n")
+    env = dict(os.environ, KUBECONFIG=str(bad), AMPX_BACKEND="kube")
+    r = subprocess.run([sys.executable, "-m", "ampx", "ls"], capture_output=True, text=True,
+                       env=env, timeout=60)
+    assert r.returncode == 1
+    assert r.stderr.strip().startswith("error: cannot reach the Kubernetes API")
+    assert "Traceback" not in r.stderr
