@@ -28,7 +28,7 @@ from ampx.settings import env_int
 
 from .auth import TokenProvider
 from .client import ApiStats, Backoff, RestClient
-from .errors import GitHubNotFound, GitHubPermissionError
+from .errors import GitHubError, GitHubNotFound, GitHubPermissionError
 from .excerpt import EXCERPT_LIMIT, JobLog, build_excerpt, signature
 
 log = logging.getLogger(__name__)
@@ -296,6 +296,8 @@ class CiWatcher:
             jobs = (resp.data or {}).get("jobs") or [] if isinstance(resp.data, dict) else []
             for j in jobs:
                 name = str(j.get("name") or j.get("id"))
+                if len(red) > 1 and run.id in red_ids:
+                    name = f"{run.name} / {name}"  # several red workflows: say which job is which
                 conclusion = j.get("conclusion")
                 if conclusion == "success":
                     passed.append(name)
@@ -312,7 +314,11 @@ class CiWatcher:
             failed = cancelled
         logs: list[JobLog] = []
         for name, job_id, step, conclusion in failed[: self.max_logs]:
-            text = self.rest.get_redirected_text(repo, f"{base}/actions/jobs/{job_id}/logs")
+            try:
+                text = self.rest.get_redirected_text(repo, f"{base}/actions/jobs/{job_id}/logs")
+            except GitHubError as exc:  # expired or forbidden log: say so, keep the rest
+                log.warning("no log for job %s of %s: %s", job_id, repo.full_name, exc)
+                text = None
             logs.append(JobLog(name, text, step, conclusion))
         logs += [JobLog(n, None, s, c) for n, _, s, c in failed[self.max_logs:]]
         secrets = [self.provider.token_for(repo)]
