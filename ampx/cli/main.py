@@ -30,7 +30,7 @@ class Ctx:
         self.all_namespaces = all_namespaces
         self._backend: Optional[Backend] = None
 
-    def backend(self) -> Backend:
+    def backend(self, supervise: bool = True) -> Backend:
         if self._backend is None:
             name = resolve_backend_name(self.backend_name)
             if name == "kube":
@@ -40,7 +40,7 @@ class Ctx:
             else:
                 from ..local.backend import LocalBackend
 
-                self._backend = LocalBackend.from_env(ensure_supervisor=True)
+                self._backend = LocalBackend.from_env(ensure_supervisor=supervise)
         return self._backend
 
 
@@ -50,7 +50,7 @@ def _complete_ids(ctx: click.Context, param: click.Parameter, incomplete: str):
         root = ctx.find_root()
         c = Ctx(root.params.get("backend"), root.params.get("namespace"),
                 root.params.get("context"))
-        b = c.backend()
+        b = c.backend(supervise=False)  # completing must not start anything
         return [t.name for t in b.list(True, owner_name()) if t.name.startswith(incomplete.lower())]
     except Exception:
         return []

@@ -7,7 +7,6 @@ then a summary with attempts and time-to-green. Exit 0 only when every task ende
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 import tempfile
@@ -21,7 +20,7 @@ from ..cli.backend import add_follow_up, now_iso, owner_name
 from ..core.ids import default_branch, new_task_id
 from ..core.models import AmpTask, AmpTaskSpec, Phase
 from .scenarios import Scenario, scenarios
-from .world import DEMO_REPO, start_world
+from .world import DEMO_REPO, applied, start_world
 
 
 @dataclass
@@ -116,8 +115,16 @@ def run_demo(keep: bool = False, workdir: Optional[Path] = None, timeout_s: floa
     out = out or sys.stdout
     root = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="ampx-demo-"))
     world = start_world(root)
-    saved_env = {k: os.environ.get(k) for k in world.env}
-    os.environ.update(world.env)
+    with applied(world.env):
+        try:
+            return _run(world, root, keep, timeout_s, out)
+        finally:
+            world.stop()
+            if not keep:
+                shutil.rmtree(root, ignore_errors=True)
+
+
+def _run(world, root: Path, keep: bool, timeout_s: float, out) -> int:
     from ..local.backend import LocalBackend
     from ..local.supervisor import stop_background
 
@@ -159,14 +166,6 @@ def run_demo(keep: bool = False, workdir: Optional[Path] = None, timeout_s: floa
         return 0 if ok else 1
     finally:
         stop_background()
-        world.stop()
-        for k, v in saved_env.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        if not keep:
-            shutil.rmtree(root, ignore_errors=True)
 
 
 class _live:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import secrets
-import textwrap
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -106,9 +106,16 @@ def start_world(root: Path, *, repo: str = DEMO_REPO, ci_concurrency: int = 2,
     return World(root=root, emulator=emulator, token=token, env=env)
 
 
-def directive_text(lines: list[str]) -> str:
-    return "\n".join(lines)
-
-
-def fn_source(name: str, body: str) -> str:
-    return textwrap.dedent(body).replace("\n", "\\n")
+@contextmanager
+def applied(env: dict):
+    """Set `env` in this process (the supervisor it starts inherits it); restore it after."""
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

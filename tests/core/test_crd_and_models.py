@@ -6,7 +6,6 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-import yaml
 from pydantic import ValidationError
 
 from ampx.core.crd import build_crd, render_crd

@@ -67,7 +67,7 @@ class MemForge:
     def open_or_adopt_pr(self, repo, head, base, title, body):
         if self.prs:
             return self.prs[0][0], 1, True
-        self.prs.append((f"http://gh/pr/1", head, title, body))
+        self.prs.append(("http://gh/pr/1", head, title, body))
         return "http://gh/pr/1", 1, False
 
     def merge_pr(self, *a):

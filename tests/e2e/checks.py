@@ -3,9 +3,32 @@
 from __future__ import annotations
 
 import subprocess
+import time
 
+from ampx.cli.backend import owner_name
+from ampx.core.ids import new_task_id
 from ampx.core.models import AttemptOutcome
+from ampx.sandbox.demo import Run, _spec, drive
 from ampx.sandbox.world import DEMO_REPO
+
+
+def start(backend, scenario) -> Run:
+    """Create a scenario's task through a CLI backend (either runtime)."""
+    tid = new_task_id()
+    backend.create(tid, _spec(scenario, tid), owner_name())
+    return Run(scenario, tid, time.monotonic())
+
+
+def wait_all(backend, runs, timeout=180):
+    """Play the developer's part of each story until every task is finished."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        drive(backend, runs)
+        if all(r.done() for r in runs):
+            return
+        time.sleep(0.3)
+    raise AssertionError("timed out: " + ", ".join(
+        f"{r.scenario.key}={r.task.status.phase}:{r.task.status.summary}" for r in runs))
 
 
 def branch_commits(world, branch: str) -> int:

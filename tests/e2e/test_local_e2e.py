@@ -8,33 +8,23 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
-from ampx.cli.backend import owner_name
-from ampx.core.ids import default_branch, new_task_id
 from ampx.core.models import Phase
 from ampx.history.db import HistoryDB
 from ampx.local import paths
 from ampx.local.backend import LocalBackend
 from ampx.local.supervisor import running_pid, stop_background
-from ampx.sandbox.demo import Run, _spec, drive, run_demo
+from ampx.sandbox.demo import run_demo
 from ampx.sandbox.scenarios import Scenario, calc_with, scenarios, unit_test_file, write
 
-from e2e.checks import assert_story
+from e2e.checks import assert_story, start, wait_all
 
 pytestmark = pytest.mark.e2e
 
 
-def wait_all(backend, runs, timeout=180):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        drive(backend, runs)
-        if all(r.done() for r in runs):
-            return
-        time.sleep(0.3)
-    raise AssertionError("timed out: " + ", ".join(
-        f"{r.scenario.key}={r.task.status.phase}:{r.task.status.summary}" for r in runs))
 
 
 @pytest.fixture
@@ -44,10 +34,6 @@ def backend(world):
     stop_background()
 
 
-def start(backend, sc: Scenario) -> Run:
-    tid = new_task_id()
-    backend.create(tid, _spec(sc, tid), owner_name())
-    return Run(sc, tid, time.monotonic())
 
 
 def test_five_stories(world, backend):
@@ -134,6 +120,16 @@ def test_cli_subprocess_start_get_abort(world, backend):
     assert backend.store.get(tid).status.phase == Phase.ABORTED
     r = ampx("abort", tid[:20])
     assert r.returncode == 1 and r.stderr.strip() == f"error: task {tid} is already aborted; nothing to abort"
+    # shell completion of task ids, and export of the history schema
+    comp = subprocess.run([sys.executable, "-m", "ampx"], capture_output=True, text=True,
+                          env=dict(env, _AMPX_COMPLETE="bash_complete", COMP_WORDS="ampx get 01",
+                                   COMP_CWORD="2"), timeout=60)
+    assert f"plain,{tid}" in comp.stdout.splitlines()
+    export = Path(env["AMPX_HOME"]) / "export.db"
+    r = ampx("export", "--db", str(export))
+    assert r.returncode == 0 and r.stdout.startswith("Exported 1 task(s)")
+    assert HistoryDB(export).get_task(tid)["status"] == "aborted"
+    assert ampx("export", "--db", str(export)).stderr.startswith("error: ")
     for bad, msg in [(("get", "zzz"), "error: no task matches id 'zzz'"),
                      (("start", "--repo", "not a repo", "--task", "x"),
                       "error: invalid --repo: not a GitHub repository"),

@@ -15,7 +15,7 @@ import pytest
 
 from ampx.core import events as ev
 from ampx.core.decide import decide
-from ampx.core.models import AmpTaskSpec, AttemptOutcome, Limits
+from ampx.core.models import AmpTaskSpec, AttemptOutcome
 from ampx.local import paths
 from ampx.local.store import LocalStore
 from ampx.sandbox.world import DEMO_REPO

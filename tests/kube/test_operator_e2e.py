@@ -5,22 +5,19 @@ GitHub App auth (the key reaches workers only through a Secret)."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
 
 import pytest
 
-from ampx.cli.backend import KubeBackend, add_follow_up, now_iso, owner_name
-from ampx.core.ids import new_task_id
+from ampx.cli.backend import KubeBackend
 from ampx.core.models import Phase
 from ampx.history.db import HistoryDB
-from ampx.sandbox.demo import Run, _spec, drive
 from ampx.sandbox.scenarios import Scenario, calc_with, scenarios, unit_test_file, write
 from ampx.sandbox.world import DEMO_REPO
 
-from e2e.checks import assert_story
+from e2e.checks import assert_story, start, wait_all
 
 pytestmark = pytest.mark.e2e
 AMPTASKS = "ampx.dev/v1alpha1/amptasks"
@@ -67,9 +64,6 @@ class Cluster:
         assert self.operator.returncode is None, self.operator.output
         return self.operator
 
-    def kill_operator(self):
-        os.kill(self.operator.proc.pid, signal.SIGKILL) if hasattr(self.operator, "proc") \
-            else self.operator.stop(grace=0)
         self.operator.stop(grace=0)
 
 
@@ -84,21 +78,8 @@ def cluster(world, kube_env, fake_kubelet, kube_spawn, tmp_path, monkeypatch):
     assert "Traceback" not in c.operator.output, c.operator.output[-3000:]
 
 
-def start(backend, sc: Scenario) -> Run:
-    tid = new_task_id()
-    backend.create(tid, _spec(sc, tid), owner_name())
-    return Run(sc, tid, time.monotonic())
 
 
-def wait_all(backend, runs, timeout=180):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        drive(backend, runs)
-        if all(r.done() for r in runs):
-            return
-        time.sleep(0.3)
-    raise AssertionError("timed out: " + ", ".join(
-        f"{r.scenario.key}={r.task.status.phase}:{r.task.status.summary}" for r in runs))
 
 
 def test_five_stories_on_kubernetes(cluster):
@@ -183,8 +164,10 @@ def test_abort_continue_and_cli_listing(cluster):
     cluster.server.wait_for_absence(JOBS, "default", job, timeout=20)
     backend = KubeBackend()
     cluster.server.wait_for(lambda: backend.get(slow).status.phase == Phase.ABORTED, timeout=20)
-    cluster.server.wait_for(lambda: not cluster.kubelet.running(), timeout=20,
-                            message="the worker process was killed")
+    slow_pods = cluster.kubelet.pods_of(job)
+    assert slow_pods
+    cluster.server.wait_for(lambda: all(p.proc.poll() is not None for p in slow_pods), timeout=20,
+                            message="the aborted attempt's worker process was killed")
 
     cluster.server.wait_for(lambda: backend.get(broken).status.phase == Phase.NEEDS_REVIEW,
                             timeout=90, message="broken task needs review")
@@ -241,6 +224,24 @@ def test_watch_streams_changes(cluster):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_kubectl_created_task_gets_defaults_and_bad_specs_are_refused(cluster):
+    manifest = (
+        "apiVersion: ampx.dev/v1alpha1\nkind: AmpTask\nmetadata:\n  name: 01jkubectl00000000000000000\n"
+        "spec:\n  repo: demo/calculator\n  prompt: \"Tidy the README\\n@fake append README.md ok\\n\"\n")
+    cluster.server.kubectl("apply", "-f", "-", input=manifest)
+    backend = KubeBackend()
+    task = cluster.server.wait_for(
+        lambda: (lambda t: t if t.spec.branch and t.status.phase else None)(backend.get("01jkubectl00000000000000000")),
+        timeout=30, message="defaults")
+    assert task.spec.branch == "amp/tidy-the-readme-01jkub"
+    assert task.metadata["labels"]["ampx.dev/owner"] == "unknown"
+    r = cluster.server.kubectl("get", "amptasks", check=False)
+    assert r.returncode == 0 and "01jkubectl00000000000000000" in r.stdout
+    bad = manifest.replace("01jkubectl00000000000000000", "01jkubectl00000000000000001") + "  maxAttempts: 0\n"
+    r = cluster.server.kubectl("apply", "-f", "-", input=bad, check=False)
+    assert r.returncode != 0 and "maxAttempts" in r.stderr
 
 
 def test_cli_errors_without_a_cluster(tmp_path):

@@ -128,12 +128,12 @@ def strategic_merge_patch(target: Any, patch: Any) -> Any:
             field = key.split('/', 1)[1]
             merge_key = SMP_MERGE_KEYS.get(field)
             if isinstance(result.get(field), list):
-                def position(x: Any, mk: str | None = merge_key) -> int:
+                def position(x: Any, mk: str | None = merge_key, order: list[Any] = value) -> int:
                     probe = x.get(mk) if (mk and isinstance(x, Mapping)) else x
-                    for i, o in enumerate(value):
+                    for i, o in enumerate(order):
                         if (o.get(mk) if (mk and isinstance(o, Mapping)) else o) == probe:
                             return i
-                    return len(value)
+                    return len(order)
                 result[field] = sorted(result[field], key=position)
     retain = patch.get('$retainKeys')
     if isinstance(retain, list):
@@ -213,11 +213,13 @@ def parse_label_selector(text: str | None) -> Callable[[Mapping[str, str]], bool
             continue
         m = re.fullmatch(r'!\s*([^=!\s()]+)', term)
         if m:
-            checks.append(lambda labels, k=m.group(1): k not in labels)
+            absent = m.group(1)
+            checks.append(lambda labels, k=absent: k not in labels)
             continue
         m = re.fullmatch(r'([^=!\s()]+)', term)
         if m:
-            checks.append(lambda labels, k=m.group(1): k in labels)
+            present = m.group(1)
+            checks.append(lambda labels, k=present: k in labels)
             continue
         raise SelectorError(f'unable to parse requirement: {term!r}')
     return lambda labels: all(check(labels or {}) for check in checks)
@@ -298,7 +300,7 @@ def validate_metadata(meta: Mapping[str, Any], *, name_kind: str = 'subdomain', 
             errors.append(('metadata.labels', 'FieldValueInvalid',
                            f"Invalid value: {json.dumps(value)}: a valid label must be an empty string or consist of "
                            f"alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"))
-    for key, value in (meta.get('annotations') or {}).items():
+    for _key, value in (meta.get('annotations') or {}).items():
         if not isinstance(value, str):
             errors.append(('metadata.annotations', 'FieldValueInvalid', f'Invalid value: {json.dumps(value)}: must be a string'))
     return errors

@@ -29,7 +29,6 @@ import logging
 import math
 import pathlib
 import random
-import string
 import threading
 import time
 import traceback
@@ -530,7 +529,7 @@ class AmpxKubernetesEmulator(kmock.KubernetesEmulator):
             lmatch = _util.parse_label_selector(label_selector)
             fmatch = _util.parse_field_selector(field_selector)
         except _util.SelectorError as e:
-            raise ApiError(400, 'BadRequest', str(e))
+            raise ApiError(400, 'BadRequest', str(e)) from None
         result = []
         for _, obj in self._iter_live(meta):
             md = _meta_of(obj)
@@ -631,9 +630,9 @@ class AmpxKubernetesEmulator(kmock.KubernetesEmulator):
                 try:
                     return jsonpatch.apply_patch(old, patch)
                 except jsonpatch.JsonPatchTestFailed as e:
-                    raise self._invalid_generic(meta, name, f'the server rejected our request due to an error in our request: {e}')
+                    raise self._invalid_generic(meta, name, f'the server rejected our request due to an error in our request: {e}') from None
                 except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, KeyError, IndexError, TypeError) as e:
-                    raise self._invalid_generic(meta, name, f'the server rejected our request due to an error in our request: {e}')
+                    raise self._invalid_generic(meta, name, f'the server rejected our request due to an error in our request: {e}') from None
             if not isinstance(patch, Mapping):
                 raise ApiError(400, 'BadRequest', 'a merge patch must be a JSON object')
             if patch_type == 'strategic':
@@ -1349,8 +1348,8 @@ class AmpxKubernetesEmulator(kmock.KubernetesEmulator):
         ctype = request.headers.get('Content-Type', '').split(';')[0].strip().lower()
         if method in ('POST', 'PUT', 'PATCH') and request.body and ('protobuf' in ctype or 'cbor' in ctype):
             # client-go (kubectl) falls back to JSON on 415 — we speak JSON only.
-            raise ApiError(415, 'UnsupportedMediaType', f'the body of the request was in an unknown format - '
-                           f'accepted media types include: application/json, application/yaml')
+            raise ApiError(415, 'UnsupportedMediaType', 'the body of the request was in an unknown format - '
+                           'accepted media types include: application/json, application/yaml')
         dry_run = bool(params.get('dryRun'))
         field_validation = params.get('fieldValidation')
         warnings: list[str] = []
@@ -1397,7 +1396,7 @@ class AmpxKubernetesEmulator(kmock.KubernetesEmulator):
                 'application/apply-patch+cbor': 'apply',
             }.get(ctype)
             if patch_type is None:
-                raise ApiError(415, 'UnsupportedMediaType', f'the body of the request was in an unknown format - accepted media types include: '
+                raise ApiError(415, 'UnsupportedMediaType', 'the body of the request was in an unknown format - accepted media types include: '
                                'application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml')
             if patch_type == 'strategic' and meta.is_crd:
                 raise ApiError(415, 'UnsupportedMediaType', 'the body of the request was in an unknown format - accepted media types '
@@ -1562,7 +1561,7 @@ class AmpxKubernetesEmulator(kmock.KubernetesEmulator):
             lmatch = _util.parse_label_selector(params.get('labelSelector'))
             fmatch = _util.parse_field_selector(params.get('fieldSelector'))
         except _util.SelectorError as e:
-            raise ApiError(400, 'BadRequest', str(e))
+            raise ApiError(400, 'BadRequest', str(e)) from None
         rv_param = params.get('resourceVersion') or ''
         send_initial = params.get('sendInitialEvents') == 'true'
         bookmarks = params.get('allowWatchBookmarks') == 'true'
@@ -1570,7 +1569,7 @@ class AmpxKubernetesEmulator(kmock.KubernetesEmulator):
         try:
             timeout = float(params['timeoutSeconds']) if params.get('timeoutSeconds') else None
         except ValueError:
-            raise ApiError(400, 'BadRequest', 'invalid timeoutSeconds')
+            raise ApiError(400, 'BadRequest', 'invalid timeoutSeconds') from None
         sub = WatchSubscription(meta=meta, namespace=ns, name=name,
                                 label_selector=params.get('labelSelector', ''), field_selector=params.get('fieldSelector', ''),
                                 label_match=lmatch, field_match=fmatch,
@@ -1593,7 +1592,7 @@ class AmpxKubernetesEmulator(kmock.KubernetesEmulator):
             try:
                 since = int(rv_param)
             except ValueError:
-                raise ApiError(400, 'BadRequest', f'invalid resource version: {rv_param!r}')
+                raise ApiError(400, 'BadRequest', f'invalid resource version: {rv_param!r}') from None
             if since < self._log_floor:
                 gone = True
                 initial.append({'type': 'ERROR', 'object': {
@@ -1693,7 +1692,7 @@ class AmpxKubernetesEmulator(kmock.KubernetesEmulator):
             try:
                 tail = int(params['tailLines'])
             except ValueError:
-                raise ApiError(400, 'BadRequest', 'invalid tailLines')
+                raise ApiError(400, 'BadRequest', 'invalid tailLines') from None
             lines = data.splitlines(keepends=True)
             data = b''.join(lines[-tail:]) if tail > 0 else b''
         start = len(bytes(self.pod_logs.get(key, b'')))

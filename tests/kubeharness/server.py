@@ -6,7 +6,6 @@ real clients (kubernetes, kopf, kubectl) and subprocesses (via a kubeconfig file
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import os
 import pathlib
@@ -20,7 +19,6 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
-import aiohttp.test_utils
 import kmock
 import yaml
 
@@ -338,7 +336,7 @@ class KubeServer:
                               self.call(self.emulator.watch_count, wait_for) > before, timeout=timeout)
             except TimeoutError:
                 proc.stop()
-                raise TimeoutError(f'kopf did not start watching {wait_for!r} within {timeout}s:\n{proc.output}')
+                raise TimeoutError(f'kopf did not start watching {wait_for!r} within {timeout}s:\n{proc.output}') from None
             if proc.returncode is not None:
                 raise RuntimeError(f'kopf exited with {proc.returncode}:\n{proc.output}')
         return proc

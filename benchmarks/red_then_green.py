@@ -1,0 +1,150 @@
+"""Benchmark: how fast ampx reacts to CI, and what it costs against doing it by hand.
+
+A red-then-green task runs through the local runtime (real supervisor and worker processes)
+against the GitHub stand-in, repeated N times. It prints:
+
+- reaction delay: from the CI stand-in finishing a run (its completion timestamp) to the
+  orchestrator's next request caused by it: the clone of the next attempt after a red run, the
+  pull request after a green one (median and p95);
+- total wall time against the by-hand baseline = agent time + CI time (the agent's own run
+  time from the worker log, CI time from the runs' start/end), and the overhead.
+
+Usage: python benchmarks/red_then_green.py [--runs 5] [--agent-seconds 20] [--ci-seconds 20]
+       [--poll 5]
+The agent and CI durations are stand-ins for real ones (a real agent turn and CI run take
+minutes); the overhead in seconds is what ampx adds, independent of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from ampx.cli.backend import owner_name
+from ampx.core.ids import default_branch, new_task_id
+from ampx.core.models import AmpTaskSpec, Phase, Policy
+from ampx.sandbox.scenarios import calc_with, unit_test_file, write
+from ampx.sandbox.world import WORKFLOW, applied, seed_project, start_world
+
+BENCH_REPO = "bench/calculator"
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    k = (len(ordered) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+def one_run(root: Path, agent_s: float, ci_s: float, poll: int) -> dict:
+    world = start_world(root, extra_env={"AMPX_CI_POLL_SECONDS": str(poll),
+                                         "AMPX_CI_POLL_MAX_SECONDS": str(max(poll, 60))})
+    seed = seed_project(root / "bench-seed")
+    workflow = WORKFLOW.replace("        run: python3", f"        run: sleep {ci_s} && python3")
+    (seed / ".github" / "workflows" / "tests.yml").write_text(workflow)
+    world.emulator.create_repo(BENCH_REPO, seed)
+
+    reactions: list[tuple[str, float]] = []  # (what, monotonic time the request arrived)
+    lock = threading.Lock()
+
+    def observe(method, path, status, headers, body):
+        what = None
+        if method == "POST" and path.endswith("/pulls"):
+            what = "pr"
+        elif "git-upload-pack" in path and method == "POST":
+            what = "clone"
+        if what:
+            with lock:
+                reactions.append((what, time.monotonic()))
+
+    world.emulator.response_observers.append(observe)
+    with applied(world.env):
+        try:
+            return measure(world, reactions, agent_s)
+        finally:
+            world.stop()
+
+
+def measure(world, reactions, agent_s: float) -> dict:
+    from ampx.local import paths
+    from ampx.local.backend import LocalBackend
+    from ampx.local.supervisor import stop_background
+
+    try:
+        backend = LocalBackend.from_env(ensure_supervisor=True)
+        tid = new_task_id()
+        prompt = (f"Add divide.\n@fake sleep {agent_s}\n"
+                  + write("calc.py", calc_with("def divide(a, b):\n    return a * b")) + "\n"
+                  + write("test_divide.py", unit_test_file("divide", "divide(6, 3)", "2")) + "\n"
+                  + f'@fake when "AssertionError: 18 != 2" sleep {agent_s}\n'
+                  + '@fake when "AssertionError: 18 != 2" write calc.py '
+                  + calc_with("def divide(a, b):\n    return a / b").replace("\n", "\\n"))
+        spec = AmpTaskSpec(repo=BENCH_REPO, prompt=prompt, title="Add divide",
+                           policy=Policy(flaky_retry=False))
+        spec = spec.model_copy(update={"branch": default_branch("Add divide", tid)})
+        t0 = time.monotonic()
+        backend.create(tid, spec, owner_name())
+        while True:
+            task = backend.get(tid)
+            if task.status.phase and not task.status.phase.active:
+                break
+            if time.monotonic() - t0 > 600:
+                raise RuntimeError(f"task stuck: {task.status.summary}")
+            time.sleep(0.05)
+        total = time.monotonic() - t0
+        assert task.status.phase == Phase.SUCCESS and task.status.attempts == 2, task.status.summary
+
+        runs = sorted((r for r in world.emulator.ci.runs(BENCH_REPO)), key=lambda r: r.id)
+        delays = []
+        for run in runs:
+            after = sorted(t for what, t in reactions if t >= run.completed_monotonic
+                           and what == ("pr" if run.conclusion == "success" else "clone"))
+            if after:
+                delays.append(after[0] - run.completed_monotonic)
+        ci_time = sum((r.completed_at - r.run_started_at).total_seconds() for r in runs)
+        agent_time = 0.0
+        for log in paths.runs_dir().glob(f"{tid}-a*.log"):
+            agent_time += sum(float(x) for x in re.findall(r"\[agent\] exit \d+ after ([\d.]+)s",
+                                                           log.read_text()))
+        return {"total": total, "delays": delays, "ci": ci_time, "agent": agent_time}
+    finally:
+        stop_background()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--agent-seconds", type=float, default=20.0)
+    ap.add_argument("--ci-seconds", type=float, default=20.0)
+    ap.add_argument("--poll", type=int, default=5, help="AMPX_CI_POLL_SECONDS (default 5)")
+    args = ap.parse_args()
+    results = []
+    for i in range(args.runs):
+        with tempfile.TemporaryDirectory(prefix="ampx-bench-") as tmp:
+            r = one_run(Path(tmp), args.agent_seconds, args.ci_seconds, args.poll)
+        results.append(r)
+        base = r["agent"] + r["ci"]
+        print(f"run {i + 1}: total {r['total']:.1f}s, agent {r['agent']:.1f}s, CI {r['ci']:.1f}s, "
+              f"overhead {r['total'] - base:.1f}s ({(r['total'] / base - 1) * 100:.1f}%), "
+              f"delays {', '.join(f'{d:.2f}s' for d in r['delays'])}", flush=True)
+    delays = [d for r in results for d in r["delays"]]
+    overheads = [r["total"] - (r["agent"] + r["ci"]) for r in results]
+    rel = [r["total"] / (r["agent"] + r["ci"]) - 1 for r in results]
+    print()
+    print(f"poll interval {args.poll}s; agent {args.agent_seconds}s per turn; CI {args.ci_seconds}s "
+          f"per run; {args.runs} runs of a red-then-green task")
+    print(f"reaction delay after CI finished: median {statistics.median(delays):.2f}s, "
+          f"p95 {percentile(delays, 0.95):.2f}s (n={len(delays)})")
+    print(f"overhead vs agent+CI time: median {statistics.median(overheads):.1f}s "
+          f"({statistics.median(rel) * 100:.1f}%), max {max(overheads):.1f}s ({max(rel) * 100:.1f}%)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
