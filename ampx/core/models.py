@@ -125,7 +125,6 @@ class Limits(_Model):
 
     attempt_timeout_minutes: Annotated[int, Field(ge=1, le=1440)] = 60
     ci_grace_minutes: Annotated[int, Field(ge=1, le=240)] = 10
-    ci_timeout_minutes: Annotated[int, Field(ge=1, le=1440)] = 120
 
 
 class Policy(_Model):

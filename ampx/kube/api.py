@@ -93,7 +93,7 @@ def explain(exc: ApiException, what: str) -> KubeError:
         reason = body.get("reason", "")
     except (ValueError, TypeError):
         reason = ""
-    if exc.status == 404 and "amptasks" in (message or "") and "the server could not find" in message:
+    if exc.status == 404 and "amptask" in what and "could not find the requested resource" in message:
         return KubeError("the AmpTask CRD is not installed (kubectl apply -f crds/amptask.yaml)",
                          404, "NotFound")
     if exc.status == 403:

@@ -210,6 +210,7 @@ class KubeStore:
             raise
 
     def save_status(self, task: AmpTask, status) -> AmpTask:
+        status = status.model_copy(update={"observed_generation": task.metadata.get("generation")})
         body = status_patch(status)
         return to_task(self.api.patch_task_status(task.namespace, task.name, body))
 

@@ -101,6 +101,8 @@ def test_five_stories_on_kubernetes(cluster):
     assert {"name": "AMP_API_KEY", "valueFrom": {"secretKeyRef": {"name": "amp-api", "key": "api-key"}}} in env
     assert all("value" not in e for e in env if "KEY" in e["name"])
     assert runs[0].scenario.prompt not in str(job)
+    green = backend.get(runs[0].task_id)
+    assert green.status.observed_generation == green.metadata["generation"]
     # the aborted task's Job is gone, and the history outlives deleted tasks
     aborted = by["aborted"]
     cluster.server.wait_for_absence(JOBS, "default", f"{aborted.name}-a1")
@@ -255,3 +257,14 @@ def test_cli_errors_without_a_cluster(tmp_path):
     assert r.returncode == 1
     assert r.stderr.strip().startswith("error: cannot reach the Kubernetes API")
     assert "Traceback" not in r.stderr
+
+
+def test_cli_says_when_the_crd_is_missing(tmp_path):
+    from kubeharness.server import KubeServer
+
+    with KubeServer(crd_path=None, workdir=tmp_path / "kube") as server:
+        env = server.env(AMPX_BACKEND="kube")
+        r = subprocess.run([sys.executable, "-m", "ampx", "ls"], capture_output=True, text=True,
+                           env=env, timeout=60)
+    assert r.returncode == 1, r.stdout
+    assert r.stderr.strip() == "error: the AmpTask CRD is not installed (kubectl apply -f crds/amptask.yaml)"
