@@ -274,11 +274,20 @@ def _same_failure_as_before(c: _Ctx, signature: str) -> bool:
     return prev.ci_conclusion == "failure" and prev.signature == signature
 
 
-def _headline(signature: str) -> str:
-    """The line of an error signature a person should read first."""
-    lines = [ln.strip() for ln in signature.splitlines() if ln.strip()]
-    body = [ln for ln in lines if not ln.startswith("== ")] or lines
-    return next((ln for ln in body if "error" in ln.lower()), body[0] if body else "")
+def _content_lines(text: str) -> list[str]:
+    return [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("== ")
+            and "Process completed with exit code" not in ln]
+
+
+def _headline(excerpt: str, signature: str) -> str:
+    """The line a person should read first: an error line of the excerpt (the real text), else
+    of the signature (normalised), else the excerpt's first line."""
+    for text in (excerpt, signature):
+        found = next((ln for ln in _content_lines(text) if "error" in ln.lower()), None)
+        if found:
+            return found
+    lines = _content_lines(excerpt) or _content_lines(signature)
+    return lines[0] if lines else ""
 
 
 def _ci_red(c: _Ctx, e: ev.CiRed) -> Optional[str]:
@@ -312,7 +321,7 @@ def _ci_red(c: _Ctx, e: ev.CiRed) -> Optional[str]:
         st.summary = f"CI red on {_short(e.sha)}; attempt {st.attempts} queued with new instructions"
         return None
     if _same_failure_as_before(c, e.signature):
-        first = _headline(e.signature)
+        first = _headline(e.excerpt, e.signature)
         c.finish(
             Phase.NEEDS_REVIEW,
             f"stopped early: attempts {rec.number - 1} and {rec.number} failed CI with the same "

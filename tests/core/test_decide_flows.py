@@ -86,9 +86,11 @@ def test_same_error_twice_stops_early():
 
 def test_breaker_summary_names_the_error_not_the_job_header():
     spec = mk(max_attempts=5)
-    sig = "== job unit (failed) ==\nFAIL: test_divide\nAssertionError: 18 != 2"
-    st, _ = run(spec, AmpTaskStatus(), ev.Created(), *push_and_fail(1, "E1", sig),
-                *push_and_fail(2, "E1", sig))
+    sig = "== job unit (failed) ==\nFAIL: test_divide\nAssertionError: <n> != <n>"
+    excerpt = ("== job unit (failed) ==\nFAIL: test_divide\nAssertionError: 18 != 2\n"
+               "##[error]Process completed with exit code 1.")
+    st, _ = run(spec, AmpTaskStatus(), ev.Created(), *push_and_fail(1, excerpt, sig),
+                *push_and_fail(2, excerpt, sig))
     assert st.summary.endswith("(AssertionError: 18 != 2)")
 
 
