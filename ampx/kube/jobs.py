@@ -46,7 +46,8 @@ class WorkerSettings:
             raise ValueError("AMPX_WORKER_RESOURCES must be a JSON object") from None
         plain = tuple(
             (name, value)
-            for name in ("AMPX_GITHUB_API_URL", "AMPX_GITHUB_URL", "AMPX_GITHUB_APP_ID", "AMP_URL")
+            for name in ("AMPX_GITHUB_API_URL", "AMPX_GITHUB_URL", "AMPX_GITHUB_APP_ID", "AMP_URL",
+                         "AMPX_GIT_AUTHOR_NAME", "AMPX_GIT_AUTHOR_EMAIL", "AMPX_AGENT_COMMAND")
             if (value := env(name)) is not None
         )
         return cls(

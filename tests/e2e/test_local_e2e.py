@@ -112,8 +112,14 @@ def test_cli_subprocess_start_get_abort(world, backend):
     tid = r.stdout.split()[1]
     r = ampx("get", tid[-8:].upper() if False else tid[:20].upper())
     assert r.returncode == 0 and f"Task:        {tid}" in r.stdout
+    follow = subprocess.Popen([sys.executable, "-m", "ampx", "logs", "-f", tid[:20]], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert follow.stdout.readline() == "==> attempt 1 worker log <==\n"
+    assert f"[ampx] task {tid} attempt 1 on " in follow.stdout.readline()
     r = ampx("abort", tid[:20])
     assert r.returncode == 0 and "abort requested" in r.stdout
+    out, err = follow.communicate(timeout=60)  # following ends when the attempt ends
+    assert follow.returncode == 0, err
     deadline = time.monotonic() + 30
     while backend.store.get(tid).status.phase != Phase.ABORTED and time.monotonic() < deadline:
         time.sleep(0.2)

@@ -5,9 +5,11 @@ GitHub App auth (the key reaches workers only through a Secret)."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 
 import pytest
 
@@ -56,8 +58,11 @@ class Cluster:
 
     def start_operator(self):
         before = self.server.call(self.server.emulator.watch_count, AMPTASKS)
-        self.operator = self.spawn([sys.executable, "-m", "ampx", "operator", "-n", "default"],
-                                   env=self.op_env)
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.liveness = f"http://127.0.0.1:{s.getsockname()[1]}/healthz"
+        self.operator = self.spawn([sys.executable, "-m", "ampx", "operator", "-n", "default",
+                                    "--liveness", self.liveness], env=self.op_env)
         self.server.wait_for(lambda: self.operator.returncode is not None or
                              self.server.call(self.server.emulator.watch_count, AMPTASKS) > before,
                              timeout=30, message="operator watch")
@@ -83,6 +88,8 @@ def cluster(world, kube_env, fake_kubelet, kube_spawn, tmp_path, monkeypatch):
 
 
 def test_five_stories_on_kubernetes(cluster):
+    # the endpoint the chart's liveness probe uses
+    assert urllib.request.urlopen(cluster.liveness, timeout=10).status == 200
     backend = KubeBackend()
     runs = [start(backend, sc) for sc in scenarios()]
     wait_all(backend, runs)
@@ -192,6 +199,14 @@ def test_abort_continue_and_cli_listing(cluster):
     assert "Attempt 2: pushed" in r.stdout and "(merged)" in r.stdout
     r = ampx("logs", broken[:16], "--attempt", "1")
     assert r.returncode == 0 and "[ampx] pushed" in r.stdout and "AssertionError: 8 != 2" in r.stdout, r.stderr
+
+    # the history schema, exported from the AmpTasks in the cluster
+    export = cluster.history_path.with_name("export.db")
+    r = ampx("export", "--db", str(export))
+    assert r.returncode == 0 and r.stdout.startswith("Exported 2 task(s) and 3 attempt(s)"), r.stderr
+    exported = HistoryDB(export)
+    assert exported.get_task(broken)["status"] == "success" and len(exported.attempts(broken)) == 2
+    assert exported.get_task(slow)["status"] == "aborted"
 
     # one clear line for each kind of error
     assert ampx("get", "zz").stderr.strip() == "error: no task matches id 'zz'"
