@@ -22,7 +22,7 @@ from ..engine import Engine, parse_iso, utcnow
 from ..schedule import CiSchedule
 from ..record import record
 from ..settings import GitHubSettings, env
-from .api import KubeApi, KubeError, load_config
+from .api import KubeApi, load_config
 from .jobs import KubeLauncher, KubeStore, WorkerSettings, ci_poll_seconds, to_task
 
 log = logging.getLogger("ampx.operator")
@@ -116,7 +116,7 @@ def task_event(type: str, body: Any, name: str, namespace: str, **_: Any) -> Non
     try:
         _defaults(op, body, name, namespace)
         op.engine.reconcile(name)
-    except KubeError as exc:
+    except Exception as exc:  # one line, not a traceback; the next tick retries
         log.warning("task %s: %s", name, exc)
 
 
@@ -129,7 +129,7 @@ def job_event(body: Any, namespace: str, **_: Any) -> None:
     op.namespaces[task] = namespace
     try:
         op.engine.reconcile(task)
-    except KubeError as exc:
+    except Exception as exc:  # one line, not a traceback; the next tick retries
         log.warning("task %s: %s", task, exc)
 
 
@@ -153,5 +153,5 @@ def tick(body: Any, name: str, namespace: str, **_: Any) -> None:
         elif op.schedule.due(name + "/reconcile", now):
             op.engine.reconcile(name)
             op.schedule.next_at[name + "/reconcile"] = now + op.schedule.fast
-    except KubeError as exc:
+    except Exception as exc:  # one line, not a traceback; the next tick retries
         log.warning("task %s: %s", name, exc)

@@ -39,6 +39,7 @@ class LocalStore:
         self.path = Path(db_path)
         self.history = HistoryDB(self.path)  # creates the file, WAL, migrations
         self._lock = threading.RLock()
+        self._cache: dict[str, tuple[int, AmpTask]] = {}  # id -> (version, parsed task)
         self._conn = sqlite3.connect(str(self.path), timeout=10, isolation_level=None,
                                      check_same_thread=False)
         self._conn.execute("PRAGMA busy_timeout = 10000")
@@ -63,12 +64,21 @@ class LocalStore:
     load = get  # the engine's TaskStore interface
 
     def list(self, owner: Optional[str] = None) -> list[AmpTask]:
-        sql, args = "SELECT version, doc FROM local_tasks", ()
+        """All tasks (of one owner), parsing only those that changed since the last call:
+        the supervisor lists every half second, and finished tasks pile up over months."""
+        sql, args = "SELECT id, version FROM local_tasks", ()
         if owner is not None:
             sql, args = sql + " WHERE owner = ?", (owner,)
         with self._lock:
             rows = self._conn.execute(sql + " ORDER BY id", args).fetchall()
-        return [self._row_task(r) for r in rows]
+            stale = [tid for tid, version in rows if self._cache.get(tid, (None,))[0] != version]
+            for chunk in range(0, len(stale), 500):
+                ids = stale[chunk:chunk + 500]
+                marks = ",".join("?" * len(ids))
+                for tid, version, doc in self._conn.execute(
+                        f"SELECT id, version, doc FROM local_tasks WHERE id IN ({marks})", ids):
+                    self._cache[tid] = (version, self._row_task((version, doc)))
+        return [self._cache[tid][1].model_copy(deep=True) for tid, _ in rows if tid in self._cache]
 
     def ids(self) -> list[str]:
         with self._lock:
