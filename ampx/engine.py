@@ -35,7 +35,7 @@ from .core.decide import Decision, decide, requested_events
 from .core.models import AmpTask, AmpTaskStatus, Stage
 from .core.observe import AttemptState, process_event, report_event, resume_actions
 from .core.repo import parse_repo
-from .github.errors import RetryLater
+from .github.errors import GitHubError, RetryLater
 
 log = logging.getLogger("ampx.engine")
 
@@ -140,7 +140,21 @@ class Engine:
         return task, d
 
     def perform(self, task: AmpTask, action: Action) -> Optional[ev.Event]:
-        """Carry out one action; some produce the next event (PR opened, merge result)."""
+        """Carry out one action; some produce the next event (PR opened, merge result).
+
+        A permanent GitHub refusal becomes an event for the core to judge; a transient one
+        (RetryLater) propagates and the action is retried from the status later.
+        """
+        try:
+            return self._perform(task, action)
+        except GitHubError as exc:
+            what = {OpenPullRequest: "pr", MergePullRequest: "merge",
+                    RerunFailedJobs: "rerun"}.get(type(action))
+            if what is None:
+                raise
+            return ev.ForgeFailed(what, str(exc))
+
+    def _perform(self, task: AmpTask, action: Action) -> Optional[ev.Event]:
         if isinstance(action, StartAttempt):
             self.launcher.start(task, action.number)
         elif isinstance(action, StopAttempt):
@@ -229,6 +243,9 @@ class Engine:
             except RetryLater as exc:
                 log.info("task %s: CI poll deferred %.0fs: %s", name, exc.seconds, exc)
                 return exc.seconds
+            except GitHubError as exc:
+                self.apply(task, ev.ForgeFailed("ci", str(exc)))
+                return None
             event = ci_event(obs, ci.sha, ci.since, task.spec.limits.ci_grace_minutes, self.clock())
             if event is not None:
                 task, _ = self.apply(task, event)

@@ -445,6 +445,23 @@ def _merge_refused(c: _Ctx, e: ev.MergeRefused) -> Optional[str]:
     return None
 
 
+def _forge_failed(c: _Ctx, e: ev.ForgeFailed) -> Optional[str]:
+    st = c.st
+    active = st.phase in ACTIVE_PHASES
+    if e.what == "pr" and active and st.stage == Stage.PR:
+        c.finish(Phase.ERROR, f"could not open the pull request: {e.reason}")
+    elif e.what == "ci" and active and st.stage == Stage.CI:
+        c.finish(Phase.ERROR, f"cannot read the CI results: {e.reason}")
+    elif e.what == "rerun" and active and st.stage == Stage.CI:
+        st.summary = f"could not re-run the failed jobs ({e.reason}); the next red result counts"
+    elif e.what == "merge" and st.pr_state == "merging":
+        st.pr_state = "open"
+        st.summary = f"merge of PR #{st.pr_number} failed: {e.reason}"
+    else:
+        return f"GitHub failure ({e.what}) does not apply: phase {_phase(st)}, stage {_stage(st)}"
+    return None
+
+
 _HANDLERS = {
     ev.Created: _created,
     ev.AttemptStarted: _attempt_started,
@@ -461,6 +478,7 @@ _HANDLERS = {
     ev.MergeRequested: _merge_requested,
     ev.MergeDone: _merge_done,
     ev.MergeRefused: _merge_refused,
+    ev.ForgeFailed: _forge_failed,
 }
 
 

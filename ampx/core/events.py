@@ -110,6 +110,17 @@ class MergeRefused:
     reason: str
 
 
+@dataclass(frozen=True)
+class ForgeFailed:
+    """GitHub refused something for good (not a rate limit or a 5xx): what, and why.
+
+    `what` is "pr" (opening the pull request), "ci" (reading the runs), "rerun" or "merge".
+    """
+
+    what: str
+    reason: str
+
+
 Event = Union[
     Created,
     AttemptStarted,
@@ -126,6 +137,7 @@ Event = Union[
     MergeRequested,
     MergeDone,
     MergeRefused,
+    ForgeFailed,
 ]
 
 ALL_EVENT_TYPES: tuple[type, ...] = Event.__args__  # type: ignore[attr-defined]

@@ -244,3 +244,17 @@ def test_pending_ci_poll_without_news_changes_nothing():
                 ev.CiPending(sha(1), 4, "u"))
     d = decide(spec, st, ev.CiPending(sha(1), 4, "u"), "2026-11-25T11:00:00Z")
     assert d.accepted and d.status == st
+
+
+def test_permanent_github_failures_are_judged_by_the_core():
+    spec = mk(policy=Policy(flaky_retry=True))
+    st, _ = run(spec, AmpTaskStatus(), ev.Created(), ev.AttemptPushed(1, sha(1)),
+                ev.CiRed(sha(1), 5, "u", "boom", "s"))
+    st2, _ = run(spec, st, ev.ForgeFailed("rerun", "403 actions: write needed"))
+    assert st2.stage == Stage.CI and "could not re-run the failed jobs" in st2.summary
+    st3, ds = run(spec, st2, ev.CiRed(sha(1), 5, "u", "boom", "s"))
+    assert ds[-1].actions == (StartAttempt(2),), "the next red result spends an attempt"
+    st, _ = run(spec, AmpTaskStatus(), ev.Created(), ev.AttemptPushed(1, sha(1)),
+                ev.CiGreen(sha(1)), ev.ForgeFailed("pr", "Resource not accessible by integration"))
+    assert st.phase == Phase.ERROR
+    assert st.summary == "could not open the pull request: Resource not accessible by integration"

@@ -94,29 +94,33 @@ def event(name: str, st: AmpTaskStatus) -> ev.Event:
         "Merge": ev.MergeRequested("t1"),
         "MergeDone": ev.MergeDone(),
         "MergeRefused": ev.MergeRefused("Pull Request is not mergeable"),
+        "ForgeFailed": ev.ForgeFailed(
+            "ci" if st.stage == Stage.CI else "merge" if st.pr_state == "merging" else "pr",
+            "Resource not accessible by integration (403)"),
     }[name]
 
 
 EVENTS = ["Created", "Started", "Pushed", "NoChange", "Failed", "CiPending", "CiGreen", "CiRed",
-          "CiMissing", "PrOpened", "Continue", "Abort", "Merge", "MergeDone", "MergeRefused"]
+          "CiMissing", "PrOpened", "Continue", "Abort", "Merge", "MergeDone", "MergeRefused",
+          "ForgeFailed"]
 
 # Expected result: "-" = refused (status unchanged but for request marks), otherwise
 # "<phase>/<stage>" followed by the action names, "+" separated.
 R = "-"
 TABLE = {
     #                 Created        Started          Pushed                    NoChange        Failed                           CiPending   CiGreen                       CiRed                          CiMissing   PrOpened      Continue                       Abort                          Merge                            MergeDone      MergeRefused
-    "new":           ["queued/agent+StartAttempt", R, R, R, R, R, R, R, R, R, R, "aborted/idle", R, R, R],
-    "queued":        [R, "running/agent", "running/ci+WatchCi", "needs_review/idle", "retrying/agent+StartAttempt", R, R, R, R, R, R, "aborted/idle+StopAttempt", R, R, R],
-    "running.agent": [R, "running/agent", "running/ci+WatchCi", "needs_review/idle", "retrying/agent+StartAttempt", R, R, R, R, R, R, "aborted/idle+StopAttempt", R, R, R],
-    "running.ci":    [R, R, R, R, R, "running/ci", "running/pr+OpenPullRequest", "retrying/agent+StartAttempt", "error/idle", R, R, "aborted/idle", R, R, R],
-    "running.pr":    [R, R, R, R, R, R, R, R, R, "success/idle", R, "aborted/idle", R, R, R],
-    "retrying.agent": [R, "retrying/agent", "retrying/ci+WatchCi", "needs_review/idle", "retrying/agent+StartAttempt", R, R, R, R, R, R, "aborted/idle+StopAttempt", R, R, R],
-    "retrying.ci":   [R, R, R, R, R, "retrying/ci", "retrying/pr+OpenPullRequest", "retrying/agent+StartAttempt", "error/idle", R, R, "aborted/idle", R, R, R],
-    "needs_review":  [R, R, R, R, R, R, R, R, R, R, "queued/agent+StartAttempt", R, R, R, R],
-    "success":       [R, R, R, R, R, R, R, R, R, R, "queued/agent+StartAttempt", R, "success/idle+MergePullRequest", R, R],
-    "success.merging": [R, R, R, R, R, R, R, R, R, R, "queued/agent+StartAttempt", R, R, "success/idle", "success/idle"],
-    "aborted":       [R, R, R, R, R, R, R, R, R, R, "queued/agent+StartAttempt", R, R, R, R],
-    "error":         [R, R, R, R, R, R, R, R, R, R, "queued/agent+StartAttempt", R, R, R, R],
+    "new":           ["queued/agent+StartAttempt", R, R, R, R, R, R, R, R, R, R, "aborted/idle", R, R, R, R],
+    "queued":        [R, "running/agent", "running/ci+WatchCi", "needs_review/idle", "retrying/agent+StartAttempt", R, R, R, R, R, R, "aborted/idle+StopAttempt", R, R, R, R],
+    "running.agent": [R, "running/agent", "running/ci+WatchCi", "needs_review/idle", "retrying/agent+StartAttempt", R, R, R, R, R, R, "aborted/idle+StopAttempt", R, R, R, R],
+    "running.ci":    [R, R, R, R, R, "running/ci", "running/pr+OpenPullRequest", "retrying/agent+StartAttempt", "error/idle", R, R, "aborted/idle", R, R, R, "error/idle"],
+    "running.pr":    [R, R, R, R, R, R, R, R, R, "success/idle", R, "aborted/idle", R, R, R, "error/idle"],
+    "retrying.agent": [R, "retrying/agent", "retrying/ci+WatchCi", "needs_review/idle", "retrying/agent+StartAttempt", R, R, R, R, R, R, "aborted/idle+StopAttempt", R, R, R, R],
+    "retrying.ci":   [R, R, R, R, R, "retrying/ci", "retrying/pr+OpenPullRequest", "retrying/agent+StartAttempt", "error/idle", R, R, "aborted/idle", R, R, R, "error/idle"],
+    "needs_review":  [R, R, R, R, R, R, R, R, R, R, "queued/agent+StartAttempt", R, R, R, R, R],
+    "success":       [R, R, R, R, R, R, R, R, R, R, "queued/agent+StartAttempt", R, "success/idle+MergePullRequest", R, R, R],
+    "success.merging": [R, R, R, R, R, R, R, R, R, R, "queued/agent+StartAttempt", R, R, "success/idle", "success/idle", "success/idle"],
+    "aborted":       [R, R, R, R, R, R, R, R, R, R, "queued/agent+StartAttempt", R, R, R, R, R],
+    "error":         [R, R, R, R, R, R, R, R, R, R, "queued/agent+StartAttempt", R, R, R, R, R],
 }
 
 CASES = [(s, e, TABLE[s][i]) for s in TABLE for i, e in enumerate(EVENTS)]
@@ -124,7 +128,7 @@ CASES = [(s, e, TABLE[s][i]) for s in TABLE for i, e in enumerate(EVENTS)]
 
 def test_table_is_complete():
     assert all(len(row) == len(EVENTS) for row in TABLE.values())
-    assert len(CASES) == 12 * 15
+    assert len(CASES) == 12 * 16
 
 
 @pytest.mark.parametrize("state_name,event_name,expected", CASES,

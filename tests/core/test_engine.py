@@ -112,6 +112,25 @@ def test_red_then_green_to_pr_and_reconcile_is_idempotent():
     assert "| 1 | aaaaaaa | [failure](http://gh/run/1) |" in forge.prs[0][3]
 
 
+def test_a_permanent_github_refusal_ends_in_error_with_the_reason():
+    from ampx.github.errors import GitHubPermissionError
+
+    eng, store, launcher, forge, clock = setup()
+
+    def refuse(*a):
+        raise GitHubPermissionError("GitHub refused: Resource not accessible by integration", status=403)
+
+    forge.open_or_adopt_pr = refuse
+    eng.reconcile("t1")
+    store.report("t1", 1, outcome="pushed", commit="a" * 40)
+    eng.reconcile("t1")
+    forge.answers = [("green", "")]
+    eng.poll_ci("t1")
+    st = store.tasks["t1"].status
+    assert st.phase == Phase.ERROR
+    assert st.summary == "could not open the pull request: GitHub refused: Resource not accessible by integration"
+
+
 def test_restart_starts_a_lost_attempt_once():
     eng, store, launcher, forge, clock = setup()
     eng.reconcile("t1")
