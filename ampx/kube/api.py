@@ -184,11 +184,6 @@ class KubeApi:
                      self.custom.patch_namespaced_custom_object_status,
                      GROUP, VERSION, ns, PLURAL, name, {"status": status})
 
-    @needs("operator", GROUP, PLURAL + "/status", "get")
-    def get_task_status(self, ns: str, name: str) -> dict:
-        return _call(f"get amptask {name} status",
-                     self.custom.get_namespaced_custom_object_status,
-                     GROUP, VERSION, ns, PLURAL, name)
 
     # ---------------------------------------------------------------- Jobs and pods
     @needs("operator", "batch", "jobs", "create")
@@ -214,29 +209,13 @@ class KubeApi:
                 return False
             raise explain(exc, f"delete job {name}") from None
 
-    @needs("operator", "batch", "jobs", "list")
-    def list_jobs(self, ns: Optional[str], label_selector: str) -> list[dict]:
-        fn = (self.batch.list_job_for_all_namespaces if ns is None
-              else lambda **kw: self.batch.list_namespaced_job(ns, **kw))
-        return _raw("list jobs", fn, label_selector=label_selector).get("items", [])
 
-    @needs("operator", "batch", "jobs", "watch")
-    def _jobs_watch_marker(self) -> None:
-        """kopf watches the attempt Jobs (the operator's Job event handler)."""
 
     @needs("operator,cli", "", "pods", "list")
     def list_pods(self, ns: str, label_selector: str) -> list[dict]:
         return _raw("list pods", self.core.list_namespaced_pod, ns,
                     label_selector=label_selector).get("items", [])
 
-    @needs("operator", "", "pods", "get")
-    def get_pod(self, ns: str, name: str) -> Optional[dict]:
-        try:
-            return _raw(f"get pod {name}", self.core.read_namespaced_pod, name, ns)
-        except KubeError as exc:
-            if exc.status == 404:
-                return None
-            raise
 
     @needs("operator,cli", "", "pods/log", "get")
     def pod_log(self, ns: str, name: str, tail_lines: Optional[int] = None) -> str:
@@ -251,6 +230,12 @@ class KubeApi:
             raise explain(exc, f"follow log of pod {name}") from None
         yield from resp.stream(1024)
 
-    @needs("operator", "", "events", "create")
-    def _events_marker(self) -> None:
-        """kopf posts Kubernetes Events for the operator (kopf.info/kopf.warn)."""
+
+def _kopf_needs() -> None:
+    """What kopf itself calls for the operator's handlers (`ampx.kube.operator`): it lists and
+    watches AmpTasks and attempt Jobs, and posts Kubernetes Events for warnings."""
+
+
+for _perm in (("ampx.dev", PLURAL, "list"), ("ampx.dev", PLURAL, "watch"),
+              ("batch", "jobs", "list"), ("batch", "jobs", "watch"), ("", "events", "create")):
+    _REGISTRY[f"kopf:{'/'.join(_perm)}"] = ("operator", Permission(*_perm))

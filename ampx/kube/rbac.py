@@ -23,9 +23,9 @@ def P(group: str, resource: str, *verbs: str) -> list[Permission]:
 
 OPERATOR = frozenset(
     P("ampx.dev", "amptasks", "get", "list", "watch", "patch")
-    + P("ampx.dev", "amptasks/status", "get", "patch")
+    + P("ampx.dev", "amptasks/status", "patch")
     + P("batch", "jobs", "get", "list", "watch", "create", "delete")
-    + P("", "pods", "get", "list")
+    + P("", "pods", "list")
     + P("", "pods/log", "get")
     + P("", "events", "create")
 )

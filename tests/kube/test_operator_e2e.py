@@ -19,7 +19,9 @@ from ampx.history.db import HistoryDB
 from ampx.sandbox.scenarios import Scenario, calc_with, scenarios, unit_test_file, write
 from ampx.sandbox.world import DEMO_REPO
 
+from ampx.kube.rbac import OPERATOR, WORKER
 from e2e.checks import assert_story, start, wait_all
+from kubeharness.server import write_kubeconfig
 
 pytestmark = pytest.mark.e2e
 AMPTASKS = "ampx.dev/v1alpha1/amptasks"
@@ -55,6 +57,21 @@ class Cluster:
                                   "AMP_FAKE_HOME": world.env["AMP_FAKE_HOME"],
                                   "AMPX_WORKSPACE": world.env["AMPX_WORKSPACE"]})
         self.operator = None
+        # The operator and the workers act as their own service accounts, allowed exactly what
+        # ampx/kube/rbac.py (and so the Helm chart) grants: a call outside it is a 403.
+        self.operator_user = "system:serviceaccount:default:ampx-operator"
+        self.worker_user = "system:serviceaccount:default:ampx-worker"
+        op_cfg = write_kubeconfig(tmp_path / "operator.kubeconfig", server.url, token="op-token")
+        wk_cfg = write_kubeconfig(tmp_path / "worker.kubeconfig", server.url, token="worker-token")
+
+        def bind(emulator):
+            emulator.tokens.update({"op-token": self.operator_user, "worker-token": self.worker_user})
+            emulator.rbac[self.operator_user] = frozenset((p.group, p.resource, p.verb) for p in OPERATOR)
+            emulator.rbac[self.worker_user] = frozenset((p.group, p.resource, p.verb) for p in WORKER)
+
+        server.call(bind, server.emulator)
+        self.op_env["KUBECONFIG"] = str(op_cfg)
+        kubelet.pod_kubeconfig = wk_cfg
 
     def start_operator(self):
         before = self.server.call(self.server.emulator.watch_count, AMPTASKS)
@@ -110,6 +127,14 @@ def test_five_stories_on_kubernetes(cluster):
     assert runs[0].scenario.prompt not in str(job)
     green = backend.get(runs[0].task_id)
     assert green.status.observed_generation == green.metadata["generation"]
+    # least privilege held: everything ran under the declared RBAC, and the worker needed all of its
+    used = cluster.server.call(lambda: set(cluster.server.emulator.rbac_used))
+    assert {(g, r, v) for u, g, r, v in used if u == cluster.worker_user} == \
+        {(p.group, p.resource, p.verb) for p in WORKER}
+    op_used = {(g, r, v) for u, g, r, v in used if u == cluster.operator_user}
+    assert op_used <= {(p.group, p.resource, p.verb) for p in OPERATOR}
+    assert {("batch", "jobs", "create"), ("batch", "jobs", "delete"), ("ampx.dev", "amptasks", "watch"),
+            ("ampx.dev", "amptasks/status", "patch")} <= op_used, op_used
     # the aborted task's Job is gone, and the history outlives deleted tasks
     aborted = by["aborted"]
     cluster.server.wait_for_absence(JOBS, "default", f"{aborted.name}-a1")
@@ -283,3 +308,23 @@ def test_cli_says_when_the_crd_is_missing(tmp_path):
                            env=env, timeout=60)
     assert r.returncode == 1, r.stdout
     assert r.stderr.strip() == "error: the AmpTask CRD is not installed (kubectl apply -f crds/amptask.yaml)"
+
+
+def test_the_worker_identity_cannot_list_tasks(tmp_path):
+    """The allow-list is enforced: the worker's rules do not include listing AmpTasks."""
+    from kubeharness.server import KubeServer
+
+    with KubeServer(workdir=tmp_path / "kube") as server:
+        cfg = write_kubeconfig(tmp_path / "worker.kubeconfig", server.url, token="worker-token")
+
+        def bind(emulator):
+            emulator.tokens["worker-token"] = "system:serviceaccount:default:ampx-worker"
+            emulator.rbac["system:serviceaccount:default:ampx-worker"] = frozenset(
+                (p.group, p.resource, p.verb) for p in WORKER)
+
+        server.call(bind, server.emulator)
+        env = server.env(AMPX_BACKEND="kube", KUBECONFIG=str(cfg))
+        r = subprocess.run([sys.executable, "-m", "ampx", "ls"], capture_output=True, text=True,
+                           env=env, timeout=60)
+    assert r.returncode == 1
+    assert r.stderr.startswith("error: permission denied: ") and 'cannot list resource "amptasks"' in r.stderr

@@ -260,6 +260,10 @@ class AmpxKubernetesEmulator(kmock.KubernetesEmulator):
     _subs: list[WatchSubscription] = attrs.field(factory=list, init=False)
     _listeners: list[Callable[[str, ResourceMeta, dict[str, Any], dict[str, Any] | None], None]] = attrs.field(factory=list, init=False)
     _denials: list[_Denial] = attrs.field(factory=list, init=False)
+    #: RBAC allow-lists: a user named here may do only what its set of (group, resource, verb)
+    #: names (deny by default, as RBAC); every permission such a user used is recorded.
+    rbac: dict[str, frozenset[tuple[str, str, str]]] = attrs.field(factory=dict, init=False)
+    rbac_used: set[tuple[str, str, str, str]] = attrs.field(factory=set, init=False)
     _pending_policy: dict[str, str] = attrs.field(factory=dict, init=False)
     _closing: asyncio.Event | None = attrs.field(default=None, init=False)
     _log_lock: threading.Lock = attrs.field(factory=threading.Lock, init=False)
@@ -1072,6 +1076,16 @@ class AmpxKubernetesEmulator(kmock.KubernetesEmulator):
     def _authorize(self, request: rendering.Request, verb: str, meta: ResourceMeta, sub: str | None,
                    namespace: str | None, name: str | None) -> None:
         user = self._user_of(request)
+        allowed = self.rbac.get(user)
+        if allowed is not None:
+            what = f'{meta.plural}/{sub}' if sub else meta.plural
+            if (meta.group, what, verb) not in allowed:
+                scope = f'in the namespace "{namespace}"' if namespace else 'at the cluster scope'
+                raise ApiError(403, 'Forbidden',
+                               f'{meta.qualified} is forbidden: User "{user}" cannot {verb} resource '
+                               f'"{what}" in API group "{meta.group}" {scope}',
+                               {'group': meta.group, 'kind': meta.plural})
+            self.rbac_used.add((user, meta.group, what, verb))
         for denial in self._denials:
             if denial.matches(user, verb, meta, sub, namespace):
                 what = f'{meta.plural}/{sub}' if sub else meta.plural

@@ -107,6 +107,8 @@ class FakeKubelet:
                  python_bin: str | os.PathLike[str] | None = None) -> None:
         self.server = server
         self.extra_env = dict(extra_env or {})
+        #: the kubeconfig pods get (their identity); None: the harness's own
+        self.pod_kubeconfig: str | os.PathLike[str] | None = None
         self.workdir = pathlib.Path(workdir) if workdir is not None else server.workdir / 'kubelet'
         self.grace_period = grace_period
         self.kill_on_job_delete = kill_on_job_delete
@@ -618,5 +620,6 @@ class FakeKubelet:
             if value is not None:
                 env[name] = value
         env.update(self.extra_env)
-        env['KUBECONFIG'] = str(self.server.kubeconfig)
+        # the stand-in for the pod's service-account token mount
+        env['KUBECONFIG'] = str(self.pod_kubeconfig or self.server.kubeconfig)
         return env
