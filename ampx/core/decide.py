@@ -30,6 +30,7 @@ from .models import (
     AttemptOutcome,
     AttemptRecord,
     CiWait,
+    Condition,
     Phase,
     Stage,
 )
@@ -482,6 +483,25 @@ _HANDLERS = {
 }
 
 
+def _condition(st: AmpTaskStatus, type_: str, value: bool, reason: str, now: str) -> None:
+    """Set one condition; its transition time moves only when its value changes."""
+    status = "True" if value else "False"
+    old = next((c for c in st.conditions if c.type == type_), None)
+    since = old.last_transition_time if old is not None and old.status == status else now
+    new = Condition(type=type_, status=status, reason=reason, message=st.summary,
+                    last_transition_time=since)
+    st.conditions = [c for c in st.conditions if c.type != type_] + [new]
+
+
+def _conditions(st: AmpTaskStatus, now: str) -> None:
+    """`Finished` and `Succeeded`, for `kubectl wait --for=condition=...` and dashboards."""
+    if st.phase is None:
+        return
+    reason = "".join(part.title() for part in st.phase.value.split("_"))
+    _condition(st, "Finished", st.phase not in ACTIVE_PHASES, reason, now)
+    _condition(st, "Succeeded", st.phase == Phase.SUCCESS, reason, now)
+
+
 def decide(spec: AmpTaskSpec, status: AmpTaskStatus, event: ev.Event, now: str) -> Decision:
     """Apply one event. The input status is never mutated."""
     handler = _HANDLERS.get(type(event))
@@ -502,6 +522,7 @@ def decide(spec: AmpTaskSpec, status: AmpTaskStatus, event: ev.Event, now: str) 
             kept.updated_at = now
         return _refuse(kept, why)
     if c.actions or c.st != status:
+        _conditions(c.st, now)
         c.st.updated_at = now
     return Decision(status=c.st, actions=tuple(c.actions), accepted=True, reason=c.st.summary or "")
 

@@ -258,3 +258,17 @@ def test_permanent_github_failures_are_judged_by_the_core():
                 ev.CiGreen(sha(1)), ev.ForgeFailed("pr", "Resource not accessible by integration"))
     assert st.phase == Phase.ERROR
     assert st.summary == "could not open the pull request: Resource not accessible by integration"
+
+
+def test_conditions_for_kubectl_wait():
+    spec = mk()
+    st, _ = run(spec, AmpTaskStatus(), ev.Created())
+    cond = {c.type: c for c in st.conditions}
+    assert cond["Finished"].status == "False" and cond["Succeeded"].status == "False"
+    assert cond["Finished"].reason == "Queued"
+    st = decide(spec, st, ev.AttemptPushed(1, sha(1)), "2026-11-25T10:05:00Z").status
+    assert {c.type: c for c in st.conditions}["Finished"].last_transition_time == NOW
+    st, _ = run(spec, st, ev.CiGreen(sha(1)), ev.PrOpened("u", 1))
+    cond = {c.type: c for c in st.conditions}
+    assert cond["Finished"].status == "True" and cond["Succeeded"].status == "True"
+    assert cond["Succeeded"].reason == "Success" and cond["Succeeded"].message == st.summary

@@ -125,6 +125,9 @@ def test_five_stories_on_kubernetes(cluster):
     assert {"name": "AMP_API_KEY", "valueFrom": {"secretKeyRef": {"name": "amp-api", "key": "api-key"}}} in env
     assert all("value" not in e for e in env if "KEY" in e["name"])
     assert runs[0].scenario.prompt not in str(job)
+    r = cluster.server.kubectl("wait", "--for=condition=Succeeded", f"amptask/{runs[0].task_id}",
+                               "--timeout=20s", check=False)
+    assert r.returncode == 0 and "condition met" in r.stdout, r.stderr
     green = backend.get(runs[0].task_id)
     assert green.status.observed_generation == green.metadata["generation"]
     # least privilege held: everything ran under the declared RBAC, and the worker needed all of its
