@@ -186,12 +186,22 @@ class Engine:
     def next_event(self, task: AmpTask, skip: set) -> Optional[ev.Event]:
         candidates: list[Optional[ev.Event]] = list(requested_events(task.spec, task.status))
         candidates.append(report_event(task.status))
+        candidates.append(self.budget_event(task))
         st = task.status
         if st.stage == Stage.AGENT and st.attempts and st.phase and st.phase.active:
             candidates.append(process_event(st, self.launcher.state(task, st.attempts)))
         for e in candidates:
             if e is not None and e not in skip:
                 return e
+        return None
+
+    def budget_event(self, task: AmpTask) -> Optional[ev.Event]:
+        """The whole-task time budget, if set and spent."""
+        limit, st = task.spec.limits.task_timeout_minutes, task.status
+        if not limit or not st.run_started_at or st.phase is None or not st.phase.active:
+            return None
+        if (self.clock() - parse_iso(st.run_started_at)).total_seconds() >= limit * 60:
+            return ev.TimeBudgetSpent(limit)
         return None
 
     def reconcile(self, name: str) -> Optional[AmpTask]:
@@ -236,6 +246,10 @@ class Engine:
         with self.lock(name):
             task = self.store.load(name)
             if task is None or task.status.stage != Stage.CI or task.status.ci is None:
+                return None
+            budget = self.budget_event(task)
+            if budget is not None:  # a long CI wait counts against the budget too
+                task, _ = self.apply(task, budget)
                 return None
             ci = task.status.ci
             try:

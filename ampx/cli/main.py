@@ -88,11 +88,14 @@ def cli() -> None:
 @click.option("--agent", default="amp", show_default=True, help="Agent profile.")
 @click.option("--timeout", "timeout_minutes", type=click.IntRange(1, 1440),
               help="Time limit of one attempt, in minutes (default 60).")
+@click.option("--budget", "budget_minutes", type=click.IntRange(1, 10080),
+              help="Wall-time budget of the whole run (attempts and CI waits), in minutes; "
+                   "when spent the task stops at needs_review. Default: none.")
 @click.option("-w", "--watch", is_flag=True, help="Follow the task until it finishes.")
 @click.option("-o", "--output", "fmt", type=click.Choice(["text", "json", "yaml", "name"]),
               default="text")
 def start(repo, task_text, task_file, title, max_attempts, base_branch, branch, agent,
-          timeout_minutes, watch, fmt, **kw):
+          timeout_minutes, budget_minutes, watch, fmt, **kw):
     """Start a task: an agent works on a branch until CI is green."""
     if task_text and task_file:
         raise CliError("give --task or --task-file, not both")
@@ -105,7 +108,8 @@ def start(repo, task_text, task_file, title, max_attempts, base_branch, branch, 
         spec = AmpTaskSpec(repo=repo.strip(), prompt=task_text.strip(), title=title,
                            base_branch=base_branch, branch=branch, max_attempts=max_attempts,
                            agent=agent,
-                           limits=Limits(attempt_timeout_minutes=timeout_minutes or 60))
+                           limits=Limits(attempt_timeout_minutes=timeout_minutes or 60,
+                                         task_timeout_minutes=budget_minutes))
         if not spec.branch:
             spec = spec.model_copy(update={"branch": default_branch(spec.display_title(), task_id)})
             AmpTaskSpec.model_validate(spec.model_dump())

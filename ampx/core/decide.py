@@ -65,8 +65,9 @@ class _Ctx:
 
     def start_attempt(self, prompt: str, phase: Phase, fresh_budget: bool = False) -> None:
         st = self.st
-        if fresh_budget:
+        if fresh_budget or st.attempts == 0:
             st.budget_start = st.attempts
+            st.run_started_at = self.now
         st.attempts += 1
         st.history.append(AttemptRecord(number=st.attempts, prompt=prompt))
         st.follow_ups_seen = len(self.spec.follow_ups)
@@ -463,6 +464,22 @@ def _forge_failed(c: _Ctx, e: ev.ForgeFailed) -> Optional[str]:
     return None
 
 
+def _time_budget_spent(c: _Ctx, e: ev.TimeBudgetSpent) -> Optional[str]:
+    st = c.st
+    if st.phase not in ACTIVE_PHASES:
+        return f"task is {_phase(st)}; no time budget is running"
+    if st.stage == Stage.PR:
+        return "CI is green; the pull request is being opened"
+    rec = st.current()
+    if rec is not None and st.stage == Stage.AGENT:
+        c.actions.append(StopAttempt(rec.number))
+        rec.outcome = rec.outcome or AttemptOutcome.TIMEOUT
+        rec.finished_at = rec.finished_at or c.now
+    c.finish(Phase.NEEDS_REVIEW, f"the task's time budget of {e.minutes} min is spent "
+                                 f"(after {st.attempts_in_budget()} attempt(s))")
+    return None
+
+
 _HANDLERS = {
     ev.Created: _created,
     ev.AttemptStarted: _attempt_started,
@@ -480,6 +497,7 @@ _HANDLERS = {
     ev.MergeDone: _merge_done,
     ev.MergeRefused: _merge_refused,
     ev.ForgeFailed: _forge_failed,
+    ev.TimeBudgetSpent: _time_budget_spent,
 }
 
 

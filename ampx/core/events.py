@@ -121,6 +121,13 @@ class ForgeFailed:
     reason: str
 
 
+@dataclass(frozen=True)
+class TimeBudgetSpent:
+    """The task's wall-time budget (limits.taskTimeoutMinutes) ran out."""
+
+    minutes: int
+
+
 Event = Union[
     Created,
     AttemptStarted,
@@ -138,6 +145,7 @@ Event = Union[
     MergeDone,
     MergeRefused,
     ForgeFailed,
+    TimeBudgetSpent,
 ]
 
 ALL_EVENT_TYPES: tuple[type, ...] = Event.__args__  # type: ignore[attr-defined]

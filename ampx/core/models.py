@@ -121,9 +121,11 @@ class _Model(BaseModel):
 
 
 class Limits(_Model):
-    """Time budgets. The attempt limit ends the agent's whole process group."""
+    """Time budgets. The attempt limit ends the agent's whole process group; the task limit
+    (optional) caps a whole run, from its start or its last `continue`, CI waits included."""
 
     attempt_timeout_minutes: Annotated[int, Field(ge=1, le=1440)] = 60
+    task_timeout_minutes: Optional[Annotated[int, Field(ge=1, le=10080)]] = None
     ci_grace_minutes: Annotated[int, Field(ge=1, le=240)] = 10
 
 
@@ -250,6 +252,7 @@ class AmpTaskStatus(_Model):
     thread_id: Optional[str] = None
     attempts: int = 0
     budget_start: int = 0
+    run_started_at: Optional[str] = None
     ci_run_id: Optional[int] = None
     ci_run_url: Optional[str] = None
     pr_url: Optional[str] = None

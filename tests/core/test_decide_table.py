@@ -94,6 +94,7 @@ def event(name: str, st: AmpTaskStatus) -> ev.Event:
         "Merge": ev.MergeRequested("t1"),
         "MergeDone": ev.MergeDone(),
         "MergeRefused": ev.MergeRefused("Pull Request is not mergeable"),
+        "TimeBudget": ev.TimeBudgetSpent(480),
         "ForgeFailed": ev.ForgeFailed(
             "ci" if st.stage == Stage.CI else "merge" if st.pr_state == "merging" else "pr",
             "Resource not accessible by integration (403)"),
@@ -102,25 +103,25 @@ def event(name: str, st: AmpTaskStatus) -> ev.Event:
 
 EVENTS = ["Created", "Started", "Pushed", "NoChange", "Failed", "CiPending", "CiGreen", "CiRed",
           "CiMissing", "PrOpened", "Continue", "Abort", "Merge", "MergeDone", "MergeRefused",
-          "ForgeFailed"]
+          "ForgeFailed", "TimeBudget"]
 
 # Expected result: "-" = refused (status unchanged but for request marks), otherwise
 # "<phase>/<stage>" followed by the action names, "+" separated.
 R = "-"
 TABLE = {
     #                 Created        Started          Pushed                    NoChange        Failed                           CiPending   CiGreen                       CiRed                          CiMissing   PrOpened      Continue                       Abort                          Merge                            MergeDone      MergeRefused
-    "new":           ["queued/agent+StartAttempt", R, R, R, R, R, R, R, R, R, R, "aborted/idle", R, R, R, R],
-    "queued":        [R, "running/agent", "running/ci+WatchCi", "needs_review/idle", "retrying/agent+StartAttempt", R, R, R, R, R, R, "aborted/idle+StopAttempt", R, R, R, R],
-    "running.agent": [R, "running/agent", "running/ci+WatchCi", "needs_review/idle", "retrying/agent+StartAttempt", R, R, R, R, R, R, "aborted/idle+StopAttempt", R, R, R, R],
-    "running.ci":    [R, R, R, R, R, "running/ci", "running/pr+OpenPullRequest", "retrying/agent+StartAttempt", "error/idle", R, R, "aborted/idle", R, R, R, "error/idle"],
-    "running.pr":    [R, R, R, R, R, R, R, R, R, "success/idle", R, "aborted/idle", R, R, R, "error/idle"],
-    "retrying.agent": [R, "retrying/agent", "retrying/ci+WatchCi", "needs_review/idle", "retrying/agent+StartAttempt", R, R, R, R, R, R, "aborted/idle+StopAttempt", R, R, R, R],
-    "retrying.ci":   [R, R, R, R, R, "retrying/ci", "retrying/pr+OpenPullRequest", "retrying/agent+StartAttempt", "error/idle", R, R, "aborted/idle", R, R, R, "error/idle"],
-    "needs_review":  [R, R, R, R, R, R, R, R, R, R, "queued/agent+StartAttempt", R, R, R, R, R],
-    "success":       [R, R, R, R, R, R, R, R, R, R, "queued/agent+StartAttempt", R, "success/idle+MergePullRequest", R, R, R],
-    "success.merging": [R, R, R, R, R, R, R, R, R, R, "queued/agent+StartAttempt", R, R, "success/idle", "success/idle", "success/idle"],
-    "aborted":       [R, R, R, R, R, R, R, R, R, R, "queued/agent+StartAttempt", R, R, R, R, R],
-    "error":         [R, R, R, R, R, R, R, R, R, R, "queued/agent+StartAttempt", R, R, R, R, R],
+    "new":           ["queued/agent+StartAttempt", R, R, R, R, R, R, R, R, R, R, "aborted/idle", R, R, R, R, R],
+    "queued":        [R, "running/agent", "running/ci+WatchCi", "needs_review/idle", "retrying/agent+StartAttempt", R, R, R, R, R, R, "aborted/idle+StopAttempt", R, R, R, R, "needs_review/idle+StopAttempt"],
+    "running.agent": [R, "running/agent", "running/ci+WatchCi", "needs_review/idle", "retrying/agent+StartAttempt", R, R, R, R, R, R, "aborted/idle+StopAttempt", R, R, R, R, "needs_review/idle+StopAttempt"],
+    "running.ci":    [R, R, R, R, R, "running/ci", "running/pr+OpenPullRequest", "retrying/agent+StartAttempt", "error/idle", R, R, "aborted/idle", R, R, R, "error/idle", "needs_review/idle"],
+    "running.pr":    [R, R, R, R, R, R, R, R, R, "success/idle", R, "aborted/idle", R, R, R, "error/idle", R],
+    "retrying.agent": [R, "retrying/agent", "retrying/ci+WatchCi", "needs_review/idle", "retrying/agent+StartAttempt", R, R, R, R, R, R, "aborted/idle+StopAttempt", R, R, R, R, "needs_review/idle+StopAttempt"],
+    "retrying.ci":   [R, R, R, R, R, "retrying/ci", "retrying/pr+OpenPullRequest", "retrying/agent+StartAttempt", "error/idle", R, R, "aborted/idle", R, R, R, "error/idle", "needs_review/idle"],
+    "needs_review":  [R, R, R, R, R, R, R, R, R, R, "queued/agent+StartAttempt", R, R, R, R, R, R],
+    "success":       [R, R, R, R, R, R, R, R, R, R, "queued/agent+StartAttempt", R, "success/idle+MergePullRequest", R, R, R, R],
+    "success.merging": [R, R, R, R, R, R, R, R, R, R, "queued/agent+StartAttempt", R, R, "success/idle", "success/idle", "success/idle", R],
+    "aborted":       [R, R, R, R, R, R, R, R, R, R, "queued/agent+StartAttempt", R, R, R, R, R, R],
+    "error":         [R, R, R, R, R, R, R, R, R, R, "queued/agent+StartAttempt", R, R, R, R, R, R],
 }
 
 CASES = [(s, e, TABLE[s][i]) for s in TABLE for i, e in enumerate(EVENTS)]
@@ -128,7 +129,7 @@ CASES = [(s, e, TABLE[s][i]) for s in TABLE for i, e in enumerate(EVENTS)]
 
 def test_table_is_complete():
     assert all(len(row) == len(EVENTS) for row in TABLE.values())
-    assert len(CASES) == 12 * 16
+    assert len(CASES) == 12 * 17
 
 
 @pytest.mark.parametrize("state_name,event_name,expected", CASES,

@@ -171,3 +171,42 @@ def test_abort_stops_the_running_attempt():
     assert launcher.stopped == [1] and store.tasks["t1"].status.phase == Phase.ABORTED
     eng.reconcile("t1")
     assert launcher.stopped == [1]
+
+
+def test_task_time_budget_stops_a_long_attempt_and_a_long_ci_wait():
+    from ampx.core.models import FollowUp, Limits
+
+    eng, store, launcher, forge, clock = setup(limits=Limits(task_timeout_minutes=30))
+    eng.reconcile("t1")
+    clock[0] += dt.timedelta(minutes=29)
+    eng.reconcile("t1")
+    assert store.tasks["t1"].status.phase == Phase.QUEUED and launcher.stopped == []
+    clock[0] += dt.timedelta(minutes=1)
+    eng.reconcile("t1")
+    st = store.tasks["t1"].status
+    assert st.phase == Phase.NEEDS_REVIEW and launcher.stopped == [1]
+    assert st.summary == "the task's time budget of 30 min is spent (after 1 attempt(s))"
+    assert st.history[0].outcome.value == "timeout"
+
+    # continue restarts the clock; a CI wait that outlasts the budget ends the run too
+    store.tasks["t1"].spec.follow_ups.append(FollowUp(message="try again"))
+    eng.reconcile("t1")
+    assert store.tasks["t1"].status.phase == Phase.QUEUED and launcher.started == [1, 2]
+    store.report("t1", 2, outcome="pushed", commit="c" * 40)
+    eng.reconcile("t1")
+    forge.answers = [("pending", "")]
+    eng.poll_ci("t1")
+    assert store.tasks["t1"].status.stage == Stage.CI
+    clock[0] += dt.timedelta(minutes=31)
+    eng.poll_ci("t1")
+    st = store.tasks["t1"].status
+    assert st.phase == Phase.NEEDS_REVIEW and "30 min" in st.summary
+    assert forge.answers == [], "no poll is spent once the budget is gone"
+
+
+def test_no_task_budget_means_no_deadline():
+    eng, store, launcher, forge, clock = setup()
+    eng.reconcile("t1")
+    clock[0] += dt.timedelta(days=3)
+    eng.reconcile("t1")
+    assert store.tasks["t1"].status.phase == Phase.QUEUED

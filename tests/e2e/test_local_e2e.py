@@ -106,11 +106,13 @@ def test_cli_subprocess_start_get_abort(world, backend):
         return subprocess.run([sys.executable, "-m", "ampx", *args], capture_output=True,
                               text=True, env=env, timeout=60)
 
-    r = ampx("start", "--repo", "demo/calculator", "--task", "Wait a while\n@fake sleep 60")
+    r = ampx("start", "--repo", "demo/calculator", "--task", "Wait a while\n@fake sleep 60",
+             "--budget", "90")
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("Task ") and " created on branch amp/wait-a-while-" in r.stdout
     tid = r.stdout.split()[1]
-    r = ampx("get", tid[-8:].upper() if False else tid[:20].upper())
+    assert backend.store.get(tid).spec.limits.task_timeout_minutes == 90
+    r = ampx("get", tid[:20].upper())
     assert r.returncode == 0 and f"Task:        {tid}" in r.stdout
     follow = subprocess.Popen([sys.executable, "-m", "ampx", "logs", "-f", tid[:20]], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
