@@ -233,9 +233,10 @@ class KubeApi:
 
 def _kopf_needs() -> None:
     """What kopf itself calls for the operator's handlers (`ampx.kube.operator`): it lists and
-    watches AmpTasks and attempt Jobs, and posts Kubernetes Events for warnings."""
+    watches AmpTasks and attempt Jobs, posts Kubernetes Events for warnings, and patches each
+    AmpTask to add and remove its finalizer (a timer handler stops cleanly only with one)."""
 
 
-for _perm in (("ampx.dev", PLURAL, "list"), ("ampx.dev", PLURAL, "watch"),
+for _perm in (("ampx.dev", PLURAL, "list"), ("ampx.dev", PLURAL, "watch"), ("ampx.dev", PLURAL, "patch"),
               ("batch", "jobs", "list"), ("batch", "jobs", "watch"), ("", "events", "create")):
     _REGISTRY[f"kopf:{'/'.join(_perm)}"] = ("operator", Permission(*_perm))

@@ -154,6 +154,8 @@ BAD_VALUES = {
     "toleration with a bad operator": {"tolerations": [{"key": "k", "operator": "Is"}]},
     "node selector value not a string": {"nodeSelector": {"gpu": True}},
     "fullnameOverride not a DNS label": {"fullnameOverride": "Ampx"},
+    "worker commit email not an address": _with("worker.git.authorEmail", "bot"),
+    "worker agent command not a string": _with("worker.agentCommand", ["claude", "-p"]),
 }
 
 
@@ -170,6 +172,9 @@ def test_bad_values_fail_at_install(case):
 GOOD_VALUES = {
     "App id as a number (--set github.appId=123)": _with("github.appId", 123),
     "App id as a string": _with("github.appId", "123"),
+    "a 7-digit App id as a number": _with("github.appId", 1234567),
+    "worker commit identity": _with("worker.git", {"authorName": "Acme Bot",
+                                                   "authorEmail": "bot@acme.example"}),
     "semver tag": _with("image.operator.tag", "v1.2.3"),
     "registry with a port": _with("image.worker.repository", "localhost:5000/ampx/worker"),
     "numeric quantity": _with("worker.resources.limits.cpu", 2),

@@ -130,12 +130,19 @@ NOT_SET_BY_CHART = {
     "GITHUB_TOKEN": "personal-token fallback of the local runtime; a cluster uses the GitHub App",
 }
 # Set only when the value is given (empty means unset to the code anyway).
-SET_WHEN_GIVEN = {"AMPX_GITHUB_APP_ID", "AMP_URL"}  # from github.appId, amp.url
+# from github.appId, amp.url, worker.git.*, worker.agentCommand
+SET_WHEN_GIVEN = {"AMPX_GITHUB_APP_ID", "AMP_URL", "AMPX_GIT_AUTHOR_NAME", "AMPX_GIT_AUTHOR_EMAIL",
+                  "AMPX_AGENT_COMMAND"}
 # Read by the worker, set on the operator, which hands them on to the worker Jobs
 # (checked against the Jobs the operator builds in test_operator_builds_jobs_the_chart_can_run).
-HANDED_TO_WORKERS = {"AMP_URL"}
+HANDED_TO_WORKERS = {"AMP_URL", "AMPX_GIT_AUTHOR_NAME", "AMPX_GIT_AUTHOR_EMAIL",
+                     "AMPX_AGENT_COMMAND"}
 
 OPERATOR_READERS = {"operator", "all"}
+
+
+def _with_app_id(app_id):
+    return {"github": {"appId": app_id}}
 
 
 def _env(values):
@@ -196,7 +203,9 @@ def test_operator_builds_jobs_the_chart_can_run(monkeypatch):
             pod = job["spec"]["template"]["spec"]
             (container,) = pod["containers"]
             account = pod["serviceAccountName"]
-            chartlib.one(docs, "ServiceAccount", account, ns)  # exists where the Job runs
+            sa = chartlib.one(docs, "ServiceAccount", account, ns)  # exists where the Job runs
+            # a private registry's pull secrets reach the Jobs through their ServiceAccount
+            assert sa.get("imagePullSecrets", []) == merged["imagePullSecrets"]
             assert chartlib.one(docs, "RoleBinding", account, ns)["subjects"][0]["name"] == account
             assert container["image"] == env["AMPX_WORKER_IMAGE"]
             assert container["imagePullPolicy"] == env["AMPX_WORKER_IMAGE_PULL_POLICY"]
@@ -208,6 +217,8 @@ def test_operator_builds_jobs_the_chart_can_run(monkeypatch):
             plain = {e["name"]: e["value"] for e in container["env"] if "value" in e}
             for name in HANDED_TO_WORKERS & set(env):
                 assert plain[name] == env[name]
+            if scenario == "configured":
+                assert {"AMPX_GIT_AUTHOR_NAME", "AMPX_AGENT_COMMAND"} <= set(plain)
             assert container["args"][-2:] == ["-n", ns]
 
 
@@ -227,7 +238,11 @@ def test_variables_carry_the_values():
     assert env["AMPX_AMP_SECRET_KEY"] == "token"
     assert env["AMPX_GITHUB_API_URL"] == "https://ghe.example.com/api/v3"
     assert env["AMPX_GITHUB_URL"] == "https://ghe.example.com"
-    assert env["AMPX_GITHUB_APP_ID"] == "123456"
+    assert env["AMPX_GITHUB_APP_ID"] == "1234567"  # a 7-digit number, not 1.234567e+06
+    assert env["AMPX_GIT_AUTHOR_NAME"] == "Acme Bot"
+    assert env["AMPX_GIT_AUTHOR_EMAIL"] == "bot@acme.example"
+    assert env["AMPX_AGENT_COMMAND"] == "claude -p --output-format stream-json --verbose"
+    assert _env(_with_app_id("7654321"))["AMPX_GITHUB_APP_ID"] == "7654321"
     assert env["AMPX_CI_POLL_SECONDS"] == "10"
     assert env["AMPX_CI_POLL_MAX_SECONDS"] == "120"
     assert env["AMP_URL"] == "https://amp.example.com/"
