@@ -134,7 +134,11 @@ class Engine:
                  d.status.phase.value if d.status.phase else "-",
                  d.reason if d.accepted else f"refused: {d.reason}")
         for action in d.actions:
-            follow = self.perform(task, action)
+            try:
+                follow = self.perform(task, action)
+            except RetryLater as exc:  # the status says it is due: `ensure` repeats it later
+                log.info("task %s: %s deferred: %s", task.name, type(action).__name__, exc)
+                continue
             if follow is not None:
                 task, _ = self.apply(task, follow)
         return task, d
@@ -163,6 +167,7 @@ class Engine:
             pass  # the poll loop watches every task whose stage is "ci"
         elif isinstance(action, RerunFailedJobs):
             self._need_forge().rerun_failed_jobs(parse_repo(task.spec.repo), action.run_id)
+            return ev.RerunStarted(action.run_id)
         elif isinstance(action, OpenPullRequest):
             url, number, adopted = self._need_forge().open_or_adopt_pr(
                 parse_repo(task.spec.repo), task.spec.branch or "", task.spec.base_branch,

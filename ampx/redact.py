@@ -31,8 +31,9 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [
     ),
     # JSON Web Tokens: three base64url segments, the header starting with '{"' = eyJ.
     (re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"), MASK),
-    # GitHub tokens.
-    (re.compile(r"\bgh[pousr]_[A-Za-z0-9]{16,}\b"), MASK),
+    # GitHub tokens, classic (ghs_ + 36 characters) and the stateless installation-token
+    # format of 2026 (ghs_<APPID>_<JWT>, with '_', '-' and '.' inside).
+    (re.compile(r"\bgh[pousr]_[A-Za-z0-9][A-Za-z0-9_.-]{15,}"), MASK),
     (re.compile(r"\bgithub_pat_[A-Za-z0-9_]{20,}"), MASK),
     # Slack / OpenAI / Anthropic style keys.
     (re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}"), MASK),

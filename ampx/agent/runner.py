@@ -94,8 +94,10 @@ class AgentRun:
     def __init__(self, profile: AgentProfile, workspace: str | os.PathLike[str], prompt: str,
                  thread_id: str | None = None, env: Mapping[str, str] | None = None,
                  timeout_s: float = 3600.0, log_sink: LogSink = None,
-                 grace_s: float = DEFAULT_GRACE_S):
+                 grace_s: float = DEFAULT_GRACE_S,
+                 on_thread: Callable[[str], None] | None = None):
         self.profile = profile
+        self.on_thread = on_thread  # told the new thread's id at once (a later kill loses nothing)
         self.workspace = str(workspace)
         self.prompt = prompt
         self.thread_id = thread_id
@@ -162,6 +164,8 @@ class AgentRun:
                               timed_out=outcome.timed_out, interrupted=outcome.interrupted)
             created = True
             self.log(f"[agent] created thread {thread_id}")
+            if self.on_thread is not None:
+                self.on_thread(thread_id)
 
         prompt_dir = None
         try:

@@ -186,6 +186,7 @@ def _attempt_no_change(c: _Ctx, e: ev.AttemptNoChange) -> Optional[str]:
         return why
     rec = c.st.history[-1]
     rec.finished_at, rec.outcome = c.now, AttemptOutcome.NO_CHANGE
+    rec.tokens_in, rec.tokens_out = e.tokens_in, e.tokens_out
     c.st.thread_id = c.st.thread_id or e.thread_id
     if c.pending_follow_ups():
         c.follow_up_attempt()
@@ -198,6 +199,7 @@ _RETRYABLE = {
     AttemptOutcome.AGENT_FAILED,
     AttemptOutcome.TIMEOUT,
     AttemptOutcome.PUSH_REJECTED,
+    AttemptOutcome.GIT_FAILED,
     AttemptOutcome.INTERRUPTED,
     AttemptOutcome.ABORTED,
 }
@@ -209,6 +211,7 @@ def _attempt_failed(c: _Ctx, e: ev.AttemptFailed) -> Optional[str]:
     st, rec = c.st, c.st.history[-1]
     rec.finished_at, rec.outcome, rec.reason = c.now, e.outcome, e.reason
     rec.commit = e.commit or rec.commit
+    rec.tokens_in, rec.tokens_out = e.tokens_in, e.tokens_out
     st.thread_id = st.thread_id or e.thread_id
     if e.outcome == AttemptOutcome.TAMPERED:
         files = ", ".join(e.files) if e.files else "protected files"
@@ -311,6 +314,9 @@ def _ci_red(c: _Ctx, e: ev.CiRed) -> Optional[str]:
         st.summary = f"CI red on {_short(e.sha)}; re-running the failed jobs once (flaky guard)"
         c.actions.append(RerunFailedJobs(e.run_id))
         return None
+    if st.ci.rerun_requested and not st.ci.rerun_sent:
+        return (f"the flaky guard's re-run of run {st.ci.rerun_run_id} has not reached GitHub "
+                f"yet; it is retried before the red result counts")
     rec.ci_conclusion = "failure"
     rec.excerpt = e.excerpt[:EXCERPT_MAX]
     rec.signature = e.signature or None
@@ -454,13 +460,26 @@ def _forge_failed(c: _Ctx, e: ev.ForgeFailed) -> Optional[str]:
         c.finish(Phase.ERROR, f"could not open the pull request: {e.reason}")
     elif e.what == "ci" and active and st.stage == Stage.CI:
         c.finish(Phase.ERROR, f"cannot read the CI results: {e.reason}")
-    elif e.what == "rerun" and active and st.stage == Stage.CI:
+    elif e.what == "rerun" and active and st.stage == Stage.CI and st.ci is not None:
+        st.ci.rerun_sent = True
         st.summary = f"could not re-run the failed jobs ({e.reason}); the next red result counts"
     elif e.what == "merge" and st.pr_state == "merging":
         st.pr_state = "open"
         st.summary = f"merge of PR #{st.pr_number} failed: {e.reason}"
     else:
         return f"GitHub failure ({e.what}) does not apply: phase {_phase(st)}, stage {_stage(st)}"
+    return None
+
+
+def _rerun_started(c: _Ctx, e: ev.RerunStarted) -> Optional[str]:
+    st = c.st
+    if st.phase not in ACTIVE_PHASES or st.stage != Stage.CI or st.ci is None:
+        return f"task is {_phase(st)} (waiting on {_stage(st)}); no re-run is expected"
+    if not st.ci.rerun_requested or st.ci.rerun_run_id != e.run_id:
+        return f"no re-run of run {e.run_id} was requested"
+    if st.ci.rerun_sent:
+        return f"the re-run of run {e.run_id} is already recorded"
+    st.ci.rerun_sent = True
     return None
 
 
@@ -497,6 +516,7 @@ _HANDLERS = {
     ev.MergeDone: _merge_done,
     ev.MergeRefused: _merge_refused,
     ev.ForgeFailed: _forge_failed,
+    ev.RerunStarted: _rerun_started,
     ev.TimeBudgetSpent: _time_budget_spent,
 }
 

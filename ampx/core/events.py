@@ -32,6 +32,8 @@ class AttemptPushed:
 class AttemptNoChange:
     number: int
     thread_id: Optional[str] = None
+    tokens_in: Optional[int] = None
+    tokens_out: Optional[int] = None
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,8 @@ class AttemptFailed:
     files: tuple[str, ...] = ()
     thread_id: Optional[str] = None
     commit: Optional[str] = None
+    tokens_in: Optional[int] = None
+    tokens_out: Optional[int] = None
 
 
 @dataclass(frozen=True)
@@ -122,6 +126,13 @@ class ForgeFailed:
 
 
 @dataclass(frozen=True)
+class RerunStarted:
+    """GitHub accepted the flaky guard's re-run of the failed jobs of `run_id`."""
+
+    run_id: int
+
+
+@dataclass(frozen=True)
 class TimeBudgetSpent:
     """The task's wall-time budget (limits.taskTimeoutMinutes) ran out."""
 
@@ -145,6 +156,7 @@ Event = Union[
     MergeDone,
     MergeRefused,
     ForgeFailed,
+    RerunStarted,
     TimeBudgetSpent,
 ]
 

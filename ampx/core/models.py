@@ -94,6 +94,8 @@ class AttemptOutcome(str, enum.Enum):
     PUSH_REJECTED = "push_rejected"
     TAMPERED = "tampered"
     CONFIG_ERROR = "config_error"
+    GIT_FAILED = "git_failed"  # clone, fetch or push could not reach the remote (retryable)
+    WORKER_ERROR = "worker_error"  # an unexpected failure of the worker itself
     INTERRUPTED = "interrupted"
     ABORTED = "aborted"
 
@@ -234,6 +236,9 @@ class CiWait(_Model):
     since: Optional[str] = None
     rerun_requested: bool = False
     rerun_run_id: Optional[int] = None
+    # the re-run request went through (or GitHub refused it for good); until then the
+    # request is repeated, and a red result is not yet counted
+    rerun_sent: bool = False
 
 
 class Condition(_Model):

@@ -10,7 +10,14 @@ from dataclasses import dataclass
 from typing import Optional
 
 from . import events as ev
-from .actions import Action, MergePullRequest, OpenPullRequest, StartAttempt, StopAttempt
+from .actions import (
+    Action,
+    MergePullRequest,
+    OpenPullRequest,
+    RerunFailedJobs,
+    StartAttempt,
+    StopAttempt,
+)
 from .models import ACTIVE_PHASES, AmpTaskSpec, AmpTaskStatus, AttemptOutcome, Phase, Stage
 
 
@@ -35,7 +42,7 @@ def report_event(status: AmpTaskStatus) -> Optional[ev.Event]:
     if report.outcome == AttemptOutcome.PUSHED and report.commit:
         return ev.AttemptPushed(n, report.commit, thread_id=report.thread_id, **tokens)
     if report.outcome == AttemptOutcome.NO_CHANGE:
-        return ev.AttemptNoChange(n, thread_id=report.thread_id)
+        return ev.AttemptNoChange(n, thread_id=report.thread_id, **tokens)
     if report.outcome is not None:
         return ev.AttemptFailed(
             n,
@@ -44,6 +51,7 @@ def report_event(status: AmpTaskStatus) -> Optional[ev.Event]:
             files=tuple(report.files or ()),
             thread_id=report.thread_id,
             commit=report.commit,
+            **tokens,
         )
     rec = status.history[-1]
     if report.started_at and not rec.started_at:
@@ -81,6 +89,10 @@ def resume_actions(spec: AmpTaskSpec, status: AmpTaskStatus) -> list[Action]:
                 return [StartAttempt(n)]
         if status.stage == Stage.PR:
             return [OpenPullRequest()]
+        ci = status.ci
+        if status.stage == Stage.CI and ci and ci.rerun_requested and not ci.rerun_sent \
+                and ci.rerun_run_id is not None:
+            return [RerunFailedJobs(ci.rerun_run_id)]
         return []
     if status.phase == Phase.ABORTED and n:
         return [StopAttempt(n)]

@@ -66,6 +66,10 @@ class PushError(GitError):
         super().__init__(["push"], returncode, detail)
 
 
+class BaseBranchMissing(GitError):
+    """The base branch to start from does not exist (a configuration error, not a retry)."""
+
+
 class PushRejected(PushError):
     """The remote refused: ``stale`` (lease: the branch moved), ``non-fast-forward``,
     ``permission``, ``auth``, ``not-found`` or ``remote-rejected`` (e.g. a hook)."""
@@ -223,9 +227,9 @@ class Workspace:
         remote = self.remote_heads(branch, *( [base_branch] if base_branch else []))
         base = base_branch or remote.default_branch
         if not base:
-            raise GitError(["ls-remote"], 1, "cannot tell the remote's default branch; give a base branch")
+            raise BaseBranchMissing(["ls-remote"], 1, "cannot tell the remote's default branch; give a base branch")
         if base not in remote.heads:
-            raise GitError(["ls-remote"], 1, f"base branch {base!r} does not exist on the remote")
+            raise BaseBranchMissing(["ls-remote"], 1, f"base branch {base!r} does not exist on the remote")
         lease = remote.heads.get(branch)
         source = branch if attempt > 1 and lease else base
         tracking = f"refs/remotes/origin/{source}"

@@ -79,11 +79,16 @@ class World:
 
 
 def start_world(root: Path, *, repo: str = DEMO_REPO, ci_concurrency: int = 2,
-                poll_seconds: int = 1, extra_env: Optional[dict] = None) -> World:
-    """Start the stand-ins under `root` and return the environment that points ampx at them."""
+                poll_seconds: int = 1, extra_env: Optional[dict] = None,
+                stateless_tokens: bool = True) -> World:
+    """Start the stand-ins under `root` and return the environment that points ampx at them.
+
+    Installation tokens come in GitHub's stateless `ghs_<APPID>_<JWT>` format by default (the
+    format GitHub is rolling out), so nothing in ampx may assume 40-character tokens."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    emulator = GitHubEmulator(root / "github", ci_concurrency=ci_concurrency).start()
+    emulator = GitHubEmulator(root / "github", ci_concurrency=ci_concurrency,
+                              stateless_tokens=stateless_tokens).start()
     token = "ghp_" + secrets.token_hex(18)
     emulator.add_personal_token(token, login="demo")
     emulator.create_repo(repo, seed_project(root / "seed"))

@@ -25,9 +25,10 @@ from ..gitops.git import GitError
 from ..gitops.message import attempt_message
 from ..gitops.repospec import remote_url
 from ..gitops.tamper import tamper_check
-from ..gitops.workspace import PushRejected, PushTransportError, Workspace
+from ..gitops.workspace import BaseBranchMissing, PushRejected, PushTransportError, Workspace
 from ..redact import redact, register_secret
 from ..settings import GitHubSettings, env
+from .harden import forbid_inspection
 
 
 class Exit:
@@ -41,6 +42,7 @@ class Exit:
     PUSH_REJECTED = 5
     TAMPERED = 6
     INTERRUPTED = 7  # SIGTERM (abort, node drain); work kept as a WIP commit when allowed
+    GIT_FAILED = 8  # clone, fetch or push could not reach the remote
 
 
 # GitHub credentials are the worker's, never the agent's (it pushes nothing itself).
@@ -113,8 +115,14 @@ class Attempt:
         self.log(f"[ampx] task {task.name} attempt {self.number} on {task.spec.branch}")
         try:
             return self._run(task, rec.prompt)
-        except ConfigProblem as exc:
+        except (ConfigProblem, AgentConfigError) as exc:
             return self.finish(Exit.CONFIG, AttemptOutcome.CONFIG_ERROR, str(exc))
+        except GitError as exc:
+            return self.finish(Exit.GIT_FAILED, AttemptOutcome.GIT_FAILED, f"git: {exc}")
+        except Exception as exc:  # a bug must still end in a report, not a silent Job failure
+            self.log(f"[ampx] unexpected error: {type(exc).__name__}: {redact(str(exc))}")
+            return self.finish(Exit.ERROR, AttemptOutcome.WORKER_ERROR,
+                               f"unexpected worker error ({type(exc).__name__}: {exc})")
 
     def _run(self, task: AmpTask, prompt: str) -> AttemptResult:
         spec = task.spec
@@ -144,20 +152,24 @@ class Attempt:
                 ws = Workspace.clone(remote_url(gh.git_url, repo.full_name), root / "repo",
                                      auth=auth, log=self.log)
                 checkout = ws.prepare(spec.branch or "", self.number, spec.base_branch)
+            except BaseBranchMissing as exc:
+                raise ConfigProblem(exc.stderr) from None
             except GitError as exc:
-                return self.finish(Exit.AGENT_FAILED, AttemptOutcome.AGENT_FAILED,
+                return self.finish(Exit.GIT_FAILED, AttemptOutcome.GIT_FAILED,
                                    f"could not check out the repository: {redact(str(exc))}")
             thread = task.status.thread_id
             self.agent = AgentRun(profile, ws.path, prompt, thread_id=thread, env=agent_env,
                                   timeout_s=spec.limits.attempt_timeout_minutes * 60,
-                                  log_sink=self.log)
+                                  log_sink=self.log,
+                                  on_thread=lambda tid: self.send(thread_id=tid))
             if self.stop_requested.is_set():
                 self.agent.terminate()
             result = self.agent.run()
             thread = result.thread_id or thread
             tokens = dict(tokens_in=result.tokens_in, tokens_out=result.tokens_out)
-            if result.thread_id and result.thread_id != task.status.thread_id:
-                self.send(thread_id=result.thread_id)
+            if result.thread_id and result.thread_id != task.status.thread_id \
+                    and not result.created_thread:
+                self.send(thread_id=result.thread_id)  # an agent that names its session itself
 
             if self.stop_requested.is_set() or result.interrupted:
                 return self._keep_work(task, ws, thread, tokens, Exit.INTERRUPTED,
@@ -195,7 +207,7 @@ class Attempt:
                                    f"push rejected: {exc.reason}", thread_id=thread, commit=sha,
                                    **tokens)
             except PushTransportError as exc:
-                return self.finish(Exit.AGENT_FAILED, AttemptOutcome.PUSH_REJECTED,
+                return self.finish(Exit.GIT_FAILED, AttemptOutcome.GIT_FAILED,
                                    f"push failed: {exc.reason}", thread_id=thread, **tokens)
             self.log(f"[ampx] pushed {sha[:12]} to {checkout.branch}")
             return self.finish(Exit.OK, AttemptOutcome.PUSHED, None, thread_id=thread,
@@ -231,6 +243,7 @@ def identity() -> tuple[str, str]:
 
 def run_attempt(client: TaskClient, task: str, number: int,
                 tokens: Callable[[], TokenSource]) -> int:
+    forbid_inspection()
     attempt = Attempt(client, task, number, tokens)
     signal.signal(signal.SIGTERM, attempt.on_sigterm)
     return attempt.run().code

@@ -5,6 +5,7 @@ from __future__ import annotations
 from ampx.core import events as ev
 from ampx.core.actions import MergePullRequest, RerunFailedJobs, StartAttempt, StopAttempt
 from ampx.core.decide import decide, requested_events
+from ampx.core.observe import resume_actions
 from ampx.core.models import (
     AmpTaskSpec,
     AmpTaskStatus,
@@ -116,9 +117,35 @@ def test_flaky_guard_red_again_spends_an_attempt():
     spec = mk(policy=Policy(flaky_retry=True))
     st, ds = run(spec, AmpTaskStatus(), ev.Created(), ev.AttemptStarted(1),
                  ev.AttemptPushed(1, sha(1)), ev.CiRed(sha(1), 5, "u", "boom", "s"),
-                 ev.CiRed(sha(1), 5, "u", "boom", "s"))
+                 ev.RerunStarted(5), ev.CiRed(sha(1), 5, "u", "boom", "s"))
     assert ds[-1].actions == (StartAttempt(2),)
     assert st.history[0].flaky is None and st.history[0].ci_conclusion == "failure"
+
+
+def test_a_rerun_that_did_not_reach_github_is_repeated_before_red_counts():
+    spec = mk(policy=Policy(flaky_retry=True))
+    st, _ = run(spec, AmpTaskStatus(), ev.Created(), ev.AttemptStarted(1),
+                ev.AttemptPushed(1, sha(1)), ev.CiRed(sha(1), 5, "u", "boom", "s"))
+    # GitHub answered the re-run request with a 502: the status still asks for it
+    assert resume_actions(spec, st) == [RerunFailedJobs(5)]
+    d = decide(spec, st, ev.CiRed(sha(1), 5, "u", "boom", "s"), NOW)
+    assert not d.accepted and "has not reached GitHub yet" in d.reason
+    assert d.status.attempts == 1 and d.actions == ()
+    st, _ = run(spec, st, ev.RerunStarted(5))
+    assert resume_actions(spec, st) == []
+    assert not decide(spec, st, ev.RerunStarted(5), NOW).accepted  # recorded once
+    st, ds = run(spec, st, ev.CiRed(sha(1), 5, "u", "boom", "s"))
+    assert ds[-1].actions == (StartAttempt(2),)
+
+
+def test_a_rerun_refused_for_good_lets_the_next_red_count():
+    spec = mk(policy=Policy(flaky_retry=True))
+    st, _ = run(spec, AmpTaskStatus(), ev.Created(), ev.AttemptStarted(1),
+                ev.AttemptPushed(1, sha(1)), ev.CiRed(sha(1), 5, "u", "boom", "s"),
+                ev.ForgeFailed("rerun", "Resource not accessible by integration (403)"))
+    assert resume_actions(spec, st) == [] and "could not re-run" in st.summary
+    st, ds = run(spec, st, ev.CiRed(sha(1), 5, "u", "boom", "s"))
+    assert ds[-1].actions == (StartAttempt(2),)
 
 
 def test_tampering_attempt_goes_to_review_naming_files():

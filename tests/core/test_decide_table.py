@@ -54,6 +54,10 @@ def state(name: str) -> AmpTaskStatus:
                                        history=history(1)),
         "running.ci": AmpTaskStatus(phase=Phase.RUNNING, stage=Stage.CI, attempts=1,
                                     history=history(1, pushed), ci=CiWait(sha=SHA)),
+        "running.ci.rerun": AmpTaskStatus(
+            phase=Phase.RUNNING, stage=Stage.CI, attempts=1, history=history(1, pushed),
+            ci=CiWait(sha=SHA, rerun_requested=True, rerun_run_id=11),
+            summary="CI red on aaaaaaa; re-running the failed jobs once (flaky guard)"),
         "running.pr": AmpTaskStatus(phase=Phase.RUNNING, stage=Stage.PR, attempts=1,
                                     history=history(1, {**pushed, "ci_conclusion": "success"})),
         "retrying.agent": AmpTaskStatus(phase=Phase.RETRYING, stage=Stage.AGENT, attempts=2,
@@ -95,6 +99,7 @@ def event(name: str, st: AmpTaskStatus) -> ev.Event:
         "MergeDone": ev.MergeDone(),
         "MergeRefused": ev.MergeRefused("Pull Request is not mergeable"),
         "TimeBudget": ev.TimeBudgetSpent(480),
+        "RerunStarted": ev.RerunStarted(11),
         "ForgeFailed": ev.ForgeFailed(
             "ci" if st.stage == Stage.CI else "merge" if st.pr_state == "merging" else "pr",
             "Resource not accessible by integration (403)"),
@@ -103,25 +108,26 @@ def event(name: str, st: AmpTaskStatus) -> ev.Event:
 
 EVENTS = ["Created", "Started", "Pushed", "NoChange", "Failed", "CiPending", "CiGreen", "CiRed",
           "CiMissing", "PrOpened", "Continue", "Abort", "Merge", "MergeDone", "MergeRefused",
-          "ForgeFailed", "TimeBudget"]
+          "ForgeFailed", "TimeBudget", "RerunStarted"]
 
 # Expected result: "-" = refused (status unchanged but for request marks), otherwise
 # "<phase>/<stage>" followed by the action names, "+" separated.
 R = "-"
 TABLE = {
     #                 Created        Started          Pushed                    NoChange        Failed                           CiPending   CiGreen                       CiRed                          CiMissing   PrOpened      Continue                       Abort                          Merge                            MergeDone      MergeRefused
-    "new":           ["queued/agent+StartAttempt", R, R, R, R, R, R, R, R, R, R, "aborted/idle", R, R, R, R, R],
-    "queued":        [R, "running/agent", "running/ci+WatchCi", "needs_review/idle", "retrying/agent+StartAttempt", R, R, R, R, R, R, "aborted/idle+StopAttempt", R, R, R, R, "needs_review/idle+StopAttempt"],
-    "running.agent": [R, "running/agent", "running/ci+WatchCi", "needs_review/idle", "retrying/agent+StartAttempt", R, R, R, R, R, R, "aborted/idle+StopAttempt", R, R, R, R, "needs_review/idle+StopAttempt"],
-    "running.ci":    [R, R, R, R, R, "running/ci", "running/pr+OpenPullRequest", "retrying/agent+StartAttempt", "error/idle", R, R, "aborted/idle", R, R, R, "error/idle", "needs_review/idle"],
-    "running.pr":    [R, R, R, R, R, R, R, R, R, "success/idle", R, "aborted/idle", R, R, R, "error/idle", R],
-    "retrying.agent": [R, "retrying/agent", "retrying/ci+WatchCi", "needs_review/idle", "retrying/agent+StartAttempt", R, R, R, R, R, R, "aborted/idle+StopAttempt", R, R, R, R, "needs_review/idle+StopAttempt"],
-    "retrying.ci":   [R, R, R, R, R, "retrying/ci", "retrying/pr+OpenPullRequest", "retrying/agent+StartAttempt", "error/idle", R, R, "aborted/idle", R, R, R, "error/idle", "needs_review/idle"],
-    "needs_review":  [R, R, R, R, R, R, R, R, R, R, "queued/agent+StartAttempt", R, R, R, R, R, R],
-    "success":       [R, R, R, R, R, R, R, R, R, R, "queued/agent+StartAttempt", R, "success/idle+MergePullRequest", R, R, R, R],
-    "success.merging": [R, R, R, R, R, R, R, R, R, R, "queued/agent+StartAttempt", R, R, "success/idle", "success/idle", "success/idle", R],
-    "aborted":       [R, R, R, R, R, R, R, R, R, R, "queued/agent+StartAttempt", R, R, R, R, R, R],
-    "error":         [R, R, R, R, R, R, R, R, R, R, "queued/agent+StartAttempt", R, R, R, R, R, R],
+    "new":           ["queued/agent+StartAttempt", R, R, R, R, R, R, R, R, R, R, "aborted/idle", R, R, R, R, R, R],
+    "queued":        [R, "running/agent", "running/ci+WatchCi", "needs_review/idle", "retrying/agent+StartAttempt", R, R, R, R, R, R, "aborted/idle+StopAttempt", R, R, R, R, "needs_review/idle+StopAttempt", R],
+    "running.agent": [R, "running/agent", "running/ci+WatchCi", "needs_review/idle", "retrying/agent+StartAttempt", R, R, R, R, R, R, "aborted/idle+StopAttempt", R, R, R, R, "needs_review/idle+StopAttempt", R],
+    "running.ci":    [R, R, R, R, R, "running/ci", "running/pr+OpenPullRequest", "retrying/agent+StartAttempt", "error/idle", R, R, "aborted/idle", R, R, R, "error/idle", "needs_review/idle", R],
+    "running.ci.rerun": [R, R, R, R, R, "running/ci", "running/pr+OpenPullRequest", R, "error/idle", R, R, "aborted/idle", R, R, R, "error/idle", "needs_review/idle", "running/ci"],
+    "running.pr":    [R, R, R, R, R, R, R, R, R, "success/idle", R, "aborted/idle", R, R, R, "error/idle", R, R],
+    "retrying.agent": [R, "retrying/agent", "retrying/ci+WatchCi", "needs_review/idle", "retrying/agent+StartAttempt", R, R, R, R, R, R, "aborted/idle+StopAttempt", R, R, R, R, "needs_review/idle+StopAttempt", R],
+    "retrying.ci":   [R, R, R, R, R, "retrying/ci", "retrying/pr+OpenPullRequest", "retrying/agent+StartAttempt", "error/idle", R, R, "aborted/idle", R, R, R, "error/idle", "needs_review/idle", R],
+    "needs_review":  [R, R, R, R, R, R, R, R, R, R, "queued/agent+StartAttempt", R, R, R, R, R, R, R],
+    "success":       [R, R, R, R, R, R, R, R, R, R, "queued/agent+StartAttempt", R, "success/idle+MergePullRequest", R, R, R, R, R],
+    "success.merging": [R, R, R, R, R, R, R, R, R, R, "queued/agent+StartAttempt", R, R, "success/idle", "success/idle", "success/idle", R, R],
+    "aborted":       [R, R, R, R, R, R, R, R, R, R, "queued/agent+StartAttempt", R, R, R, R, R, R, R],
+    "error":         [R, R, R, R, R, R, R, R, R, R, "queued/agent+StartAttempt", R, R, R, R, R, R, R],
 }
 
 CASES = [(s, e, TABLE[s][i]) for s in TABLE for i, e in enumerate(EVENTS)]
@@ -129,7 +135,9 @@ CASES = [(s, e, TABLE[s][i]) for s in TABLE for i, e in enumerate(EVENTS)]
 
 def test_table_is_complete():
     assert all(len(row) == len(EVENTS) for row in TABLE.values())
-    assert len(CASES) == 12 * 17
+    assert len(CASES) == 13 * 18
+    every = {type(event(e, state("running.ci"))) for e in EVENTS}
+    assert every == set(ev.ALL_EVENT_TYPES), "every event type has a column"
 
 
 @pytest.mark.parametrize("state_name,event_name,expected", CASES,

@@ -210,3 +210,31 @@ def test_no_task_budget_means_no_deadline():
     clock[0] += dt.timedelta(days=3)
     eng.reconcile("t1")
     assert store.tasks["t1"].status.phase == Phase.QUEUED
+
+
+def test_a_rerun_hit_by_a_transient_error_is_repeated_and_costs_no_attempt():
+    from ampx.github.errors import RetryLater
+
+    eng, store, launcher, forge, clock = setup()
+    store.tasks["t1"].spec.policy.flaky_retry = True
+    calls = []
+
+    def rerun(repo, run_id):
+        calls.append(run_id)
+        if len(calls) == 1:
+            raise RetryLater(5, "GitHub answered 502")
+
+    forge.rerun_failed_jobs = rerun
+    eng.reconcile("t1")
+    store.report("t1", 1, outcome="pushed", commit="a" * 40)
+    eng.reconcile("t1")
+    # red -> re-run requested, GitHub answers 502; the retry in `ensure` goes through
+    forge.answers = [("red", "boom")]
+    eng.poll_ci("t1")
+    st = store.tasks["t1"].status
+    assert calls == [1, 1] and st.ci.rerun_sent and st.attempts == 1
+    forge.answers = [("green", "")]
+    eng.poll_ci("t1")
+    st = store.tasks["t1"].status
+    assert st.phase == Phase.SUCCESS and st.history[0].flaky is True
+    assert launcher.started == [1], "the flaky job cost no agent attempt"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -76,6 +77,7 @@ def test_attempts_share_one_thread_and_push_to_the_task_branch(world, store):
     assert r.returncode == Exit.OK, r.stdout + r.stderr
     st = store.get(task.name).status
     assert st.reports["2"].outcome == AttemptOutcome.NO_CHANGE
+    assert st.reports["2"].tokens_in > 0, "a turn that changed nothing still cost tokens"
     assert f"amp threads continue {rep.thread_id}" in r.stdout
     thread = json.loads((Path(os.environ["AMP_FAKE_HOME"]) / "threads" / f"{rep.thread_id}.json").read_text())
     users = [m["content"] for m in thread["messages"] if m["role"] == "user"]
@@ -162,3 +164,53 @@ def test_agent_failure_and_missing_key_have_their_own_exit_codes(world, store):
     assert store.get(other.name).status.reports["1"].reason.startswith("AMP_API_KEY is not set")
     r = run_worker(other.name, 7)
     assert r.returncode == Exit.CONFIG and "has no attempt 7" in r.stdout
+
+
+def test_missing_base_branch_and_a_bad_agent_template_are_configuration_errors(world, store):
+    task = new_task(store, "Anything", base_branch="no-such-branch")
+    r = run_worker(task.name, 1)
+    assert r.returncode == Exit.CONFIG, r.stdout + r.stderr
+    rep = store.get(task.name).status.reports["1"]
+    assert rep.outcome == AttemptOutcome.CONFIG_ERROR
+    assert rep.reason == "base branch 'no-such-branch' does not exist on the remote"
+
+    other = new_task(store, "Anything", name="01jtask0000000000000000002")
+    env = dict(os.environ, AMPX_AGENT_COMMAND="mycli --resume {thread_id} --json")
+    r = run_worker(other.name, 1, env=env)
+    assert r.returncode == Exit.CONFIG, r.stdout + r.stderr
+    rep = store.get(other.name).status.reports["1"]
+    assert rep.outcome == AttemptOutcome.CONFIG_ERROR and rep.finished_at
+    assert "needs a thread id but has no way to create one" in rep.reason
+    assert "Traceback" not in r.stdout + r.stderr
+
+
+def test_an_unreachable_git_host_is_its_own_failure_class(world, store):
+    task = new_task(store, "Anything")
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+    r = run_worker(task.name, 1, env=dict(os.environ, AMPX_GITHUB_URL=dead))
+    assert r.returncode == Exit.GIT_FAILED, r.stdout + r.stderr
+    rep = store.get(task.name).status.reports["1"]
+    assert rep.outcome == AttemptOutcome.GIT_FAILED
+    assert rep.reason.startswith("could not check out the repository: ")
+
+
+def test_the_new_thread_is_reported_before_the_turn_ends(world, store, tmp_path):
+    """A worker killed mid-turn (OOM, node loss) must not lose the thread: the next attempt
+    continues it instead of starting over."""
+    pidfile = tmp_path / "agent.pids"
+    task = new_task(store, f"Long job\n@fake hang {pidfile}")
+    proc = subprocess.Popen([sys.executable, "-m", "ampx", "worker", "--backend", "local",
+                             "--task", task.name, "--attempt", "1"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not pidfile.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        rep = store.get(task.name).status.reports["1"]
+        assert rep.thread_id and rep.thread_id.startswith("T-") and rep.outcome is None
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)

@@ -18,7 +18,7 @@ from ampx.github.ci import CiObservation
 from ampx.github.service import GitHubService
 from ampx.sandbox.github_emulator import GitHubEmulator
 
-# Reuse tests/sandbox/conftest.py's fixtures (github_contract, github_emulator, git, make_seed)
+# Reuse tests/sandbox/conftest.py's fixtures (github_emulator, git, make_seed; github_contract is tests/conftest.py's)
 # without making tests/ a package.
 _spec = importlib.util.spec_from_file_location(
     "_ampx_sandbox_conftest", Path(__file__).resolve().parent.parent / "sandbox" / "conftest.py"
@@ -27,7 +27,6 @@ assert _spec and _spec.loader
 _sandbox = importlib.util.module_from_spec(_spec)
 sys.modules[_spec.name] = _sandbox
 _spec.loader.exec_module(_sandbox)
-github_contract = _sandbox.github_contract
 github_emulator = _sandbox.github_emulator
 git = _sandbox.git
 make_seed = _sandbox.make_seed

@@ -18,6 +18,11 @@ def _forget_registered():
 @pytest.mark.parametrize("text,expected", [
     (f"token ghp_{GH} used", "token *** used"),
     (f"gho_{GH} ghu_{GH} ghs_{GH} ghr_{GH}", "*** *** *** ***"),
+    # the stateless installation-token format (ghs_APPID_JWT)
+    ("remote: token ghs_123456_eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiIxMjMifQ.c2ln-bmF0_dXJl rejected",
+     "remote: token *** rejected"),
+    ("url https://x:ghs_42_eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOjQyfQ.sig@github.com/o/r",
+     "url https://x:***@github.com/o/r"),
     ("github_pat_11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKLMNOPQRSTU",
      "***"),
     ("https://x-access-token:v1.abcdef0123456789@github.com/o/r.git",

@@ -15,12 +15,6 @@ from ampx.sandbox.github_emulator import GitHubEmulator
 from ampx.sandbox.github_emulator.contract import ResponseContract
 
 
-@pytest.fixture(scope="session")
-def github_contract() -> ResponseContract:
-    """Loading the OpenAPI document takes ~0.5 s: do it once per session."""
-    return ResponseContract()
-
-
 @pytest.fixture
 def github_emulator(tmp_path: Path, github_contract: ResponseContract) -> Iterator[GitHubEmulator]:
     """A started emulator; the test fails at teardown if any response broke the contract."""

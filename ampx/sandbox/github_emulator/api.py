@@ -320,7 +320,7 @@ class RestApi:
                     documentation_url="https://docs.github.com/rest/apps/apps#create-an-installation-access-token-for-an-app",
                 )
         permissions = dict(requested) if requested else dict(inst.permissions)
-        token_value = new_token("ghs_")
+        token_value = self.emu.installation_token_value(inst.app)
         expires = time.time() + self.emu.token_ttl
         bot = self.emu.app_bot(inst.app)
         token = Token("installation", bot, permissions, restrict, expires, installation=inst)

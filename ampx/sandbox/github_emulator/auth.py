@@ -72,6 +72,16 @@ def new_token(prefix: str) -> str:
     return prefix + "".join(secrets.choice(alphabet) for _ in range(36))
 
 
+def new_stateless_installation_token(app_id: int) -> str:
+    """GitHub's stateless installation-token format of 2026: ``ghs_<APPID>_<JWT>`` (not 40
+    characters long; '_', '-' and '.' inside). The JWT part is opaque to its holder."""
+    def seg(n: int) -> str:
+        return base64.urlsafe_b64encode(secrets.token_bytes(n)).decode().rstrip("=")
+
+    header = base64.urlsafe_b64encode(b'{"alg":"RS256","typ":"JWT"}').decode().rstrip("=")
+    return f"ghs_{app_id}_{header}.{seg(48)}.{seg(64)}"
+
+
 @dataclass
 class Principal:
     """Who is calling: an app (JWT), a token holder, or nobody."""

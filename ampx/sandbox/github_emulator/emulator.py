@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from . import gitrepo
 from ._util import utcnow as _now
 from .api import RestApi
-from .auth import digest, new_token
+from .auth import digest, new_stateless_installation_token, new_token
 from .ci import CI
 from .faults import Faults
 from .payloads import Urls
@@ -86,6 +86,7 @@ class GitHubEmulator:
         step_timeout: float = 600.0,
         log_url_ttl: float = 60.0,
         keep_workspaces: bool = False,
+        stateless_tokens: bool = False,
     ) -> None:
         self.root_dir = Path(root_dir).resolve()
         self.git_root = self.root_dir / "git"
@@ -94,6 +95,9 @@ class GitHubEmulator:
         self._requested_port = port
         #: Lifetime of installation tokens, seconds (GitHub: 3600).
         self.token_ttl = token_ttl
+        #: Mint installation tokens in the stateless ghs_<APPID>_<JWT> format (GitHub's 2026
+        #: rollout) instead of the classic 40 characters.
+        self.stateless_tokens = stateless_tokens
         #: Hourly request quota per token owner (GitHub: 5000).
         self.rate_limit = rate_limit
         #: Validity of the signed log URLs the 302s point to (GitHub: 1 minute).
@@ -387,9 +391,14 @@ class GitHubEmulator:
             "installation", self.app_bot(inst.app), dict(permissions or inst.permissions),
             {r.lower() for r in repos} if repos is not None else None, time.time() + self.token_ttl, installation=inst,
         )
-        value = new_token("ghs_")
+        value = self.installation_token_value(inst.app)
         self._store_token(value, tok)
         return value
+
+    def installation_token_value(self, app: Any) -> str:
+        if self.stateless_tokens:
+            return new_stateless_installation_token(app.id)
+        return new_token("ghs_")
 
     def expire_token(self, token: str) -> None:
         """Make ``token`` expired now (later use answers 401 Bad credentials)."""
