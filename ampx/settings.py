@@ -39,12 +39,15 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     # Worker
     "AMPX_GIT_AUTHOR_NAME": ("worker", "commit author name, default ampx[bot]"),
     "AMPX_GIT_AUTHOR_EMAIL": ("worker", "commit author email"),
-    "AMPX_WORKSPACE": ("worker", "where the worker clones, default a temporary directory"),
+    "AMPX_WORKSPACE": ("worker", "where the worker clones, default a temporary directory "
+                                 "(local runtime: <data dir>/workspaces)"),
+    "AMPX_KEEP_WORKSPACES": ("worker", "keep each attempt's clone instead of deleting it (debugging)"),
     # CLI / local runtime
     "AMPX_BACKEND": ("cli", "local or kube"),
     "AMPX_HOME": ("cli", "data directory of the local runtime"),
     "AMPX_OWNER": ("cli", "owner recorded on new tasks, default the login name"),
     "KUBECONFIG": ("cli", "kubeconfig path(s), as for kubectl"),
+    "AMPX_DEBUG": ("cli", "print the traceback of an unexpected error"),
 }
 
 

@@ -15,8 +15,13 @@ from typing import Iterator, Optional, Protocol
 from ..core.ids import IdError, resolve_prefix
 from ..core.models import API_VERSION, KIND, OWNER_LABEL, AmpTask, AmpTaskSpec, FollowUp
 from ..kube.api import KubeApi, KubeError, current_namespace, load_config
-from ..kube.jobs import job_name, to_task
+from ..kube.jobs import job_name, to_task as _strict_to_task
 from ..settings import env
+
+
+def _shown(obj: dict):
+    """Tasks as the CLI shows them: one the operator refused for a bad spec still lists."""
+    return _strict_to_task(obj, lenient=True)
 
 
 class CliError(Exception):
@@ -75,48 +80,78 @@ class KubeBackend:
                          "labels": {OWNER_LABEL: owner}},
             "spec": spec.wire(),
         }
-        return to_task(self.api.create_task(self.namespace, body))
+        return _shown(self.api.create_task(self.namespace, body))
 
     def _selector(self, all_owners: bool, owner: str) -> Optional[str]:
         return None if all_owners else f"{OWNER_LABEL}={owner}"
 
     def list(self, all_owners: bool, owner: str) -> list[AmpTask]:
         items = self.api.list_tasks(self._ns(), self._selector(all_owners, owner))["items"]
-        return sorted((to_task(i) for i in items), key=lambda t: t.name)
+        return sorted((_shown(i) for i in items), key=lambda t: t.name)
 
     def watch(self, all_owners: bool, owner: str) -> Iterator[tuple[str, AmpTask]]:
-        listing = self.api.list_tasks(self._ns(), self._selector(all_owners, owner))
-        for item in listing["items"]:
-            yield "ADDED", to_task(item)
-        rv = listing.get("metadata", {}).get("resourceVersion", "")
-        yield "SYNCED", None  # type: ignore[misc]
+        """List, then follow the watch stream; when the server has compacted the resource
+        version away (410 Gone, after a long watch) list again and go on, reporting only what
+        changed meanwhile, like client-go's reflector."""
+        selector = self._selector(all_owners, owner)
+        seen: dict[str, tuple[str, AmpTask]] = {}  # name -> (resourceVersion, task)
+
+        def rv_of(obj: dict) -> str:
+            return obj.get("metadata", {}).get("resourceVersion", "")
+
+        synced = False
         while True:
-            for event in self.api.watch_tasks(self._ns(), self._selector(all_owners, owner), rv):
-                obj = event["object"]
-                if isinstance(obj, dict):
-                    rv = obj.get("metadata", {}).get("resourceVersion", rv)
-                    yield event["type"], to_task(obj)
+            listing = self.api.list_tasks(self._ns(), selector)
+            present = set()
+            for item in listing["items"]:
+                task = _shown(item)
+                present.add(task.name)
+                before = seen.get(task.name)
+                if before is None or before[0] != rv_of(item):
+                    seen[task.name] = (rv_of(item), task)
+                    yield ("MODIFIED" if before else "ADDED"), task
+            for name in [n for n in seen if n not in present]:
+                yield "DELETED", seen.pop(name)[1]
+            if not synced:
+                synced = True
+                yield "SYNCED", None  # type: ignore[misc]
+            rv = listing.get("metadata", {}).get("resourceVersion", "")
+            try:
+                for event in self.api.watch_tasks(self._ns(), selector, rv):
+                    obj = event["object"]
+                    if isinstance(obj, dict):
+                        rv = rv_of(obj) or rv
+                        task = _shown(obj)
+                        if event["type"] == "DELETED":
+                            seen.pop(task.name, None)
+                        else:
+                            seen[task.name] = (rv_of(obj), task)
+                        yield event["type"], task
+            except KubeError as exc:
+                if exc.status != 410:
+                    raise
+            # the stream ended (server timeout) or expired: list again
 
     def get(self, name: str) -> AmpTask:
-        return to_task(self.api.get_task(self.namespace, name))
+        return _shown(self.api.get_task(self.namespace, name))
 
     def resolve(self, prefix: str) -> AmpTask:
         items = self.api.list_tasks(self._ns())["items"]
         by_name = {i["metadata"]["name"]: i for i in items}
         try:
-            return to_task(by_name[resolve_prefix(prefix, by_name)])
+            return _shown(by_name[resolve_prefix(prefix, by_name)])
         except IdError as exc:
             raise CliError(str(exc)) from None
 
     def update_spec(self, task: AmpTask, change) -> AmpTask:
         """Read-modify-write of the spec, guarded by resourceVersion (retried on conflict)."""
         for _ in range(5):
-            fresh = to_task(self.api.get_task(task.namespace, task.name))
+            fresh = _shown(self.api.get_task(task.namespace, task.name))
             new_spec = change(fresh)
             body = {"metadata": {"resourceVersion": fresh.metadata.get("resourceVersion")},
                     "spec": new_spec.wire()}
             try:
-                return to_task(self.api.patch_task(task.namespace, task.name, body))
+                return _shown(self.api.patch_task(task.namespace, task.name, body))
             except KubeError as exc:
                 if exc.status != 409:
                     raise

@@ -65,13 +65,20 @@ def _common(f):
 
 
 def _ctx(kw: dict, all_namespaces: bool = False) -> Ctx:
-    return Ctx(kw.pop("backend", None), kw.pop("namespace", None), kw.pop("context", None),
-               all_namespaces)
+    """The runtime flags, given after the subcommand or (kubectl-style) before it."""
+    root = click.get_current_context().find_root().params
+
+    def flag(name: str):
+        value = kw.pop(name, None)
+        return value if value is not None else root.get(name)
+
+    return Ctx(flag("backend"), flag("namespace"), flag("context"), all_namespaces)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="ampx")
-def cli() -> None:
+@_common
+def cli(**_flags) -> None:
     """Run coding-agent tasks in the background until CI is green."""
 
 
@@ -142,7 +149,7 @@ def _follow(backend: Backend, name: str) -> None:
     for kind, task in backend.watch(True, owner_name()):
         if task is None or task.name != name:
             continue
-        line = f"{task.status.phase.value if task.status.phase else 'pending'}: {task.status.summary or ''}"
+        line = f"{task.status.phase.value if task.status.phase else 'queued'}: {task.status.summary or ''}"
         if line != last:
             click.echo(line)
             last = line
@@ -308,7 +315,7 @@ def merge(task_id, **kw):
     task = backend.resolve(task_id)
     st = task.status
     if st.phase != Phase.SUCCESS:
-        raise CliError(f"task {task.name} is {st.phase.value if st.phase else 'pending'}; "
+        raise CliError(f"task {task.name} is {st.phase.value if st.phase else 'queued'}; "
                        "only a task in success can be merged")
     if st.pr_state != "open":
         raise CliError(f"task {task.name} has no open pull request (PR state {st.pr_state or 'none'})")
@@ -501,6 +508,15 @@ def main(argv: Optional[list[str]] = None) -> None:
         sys.exit(130)
     except BrokenPipeError:
         sys.exit(0)
+    except Exception as exc:  # still one line; AMPX_DEBUG=1 shows the traceback
+        from ..redact import redact
+        from ..settings import env
+
+        if env("AMPX_DEBUG"):
+            raise
+        click.echo(f"error: {type(exc).__name__}: {redact(str(exc))} "
+                   "(set AMPX_DEBUG=1 for the traceback)", err=True)
+        sys.exit(1)
     sys.exit(0)
 
 

@@ -37,7 +37,7 @@ def row(task: AmpTask, wide: bool = False) -> list[str]:
         pr += " (merged)"
     cells = [
         task.name,
-        st.phase.value if st.phase else "pending",
+        st.phase.value if st.phase else "queued",
         f"{st.attempts}/{task.spec.max_attempts + st.budget_start}",
         task.spec.repo,
         task.spec.branch or "-",
@@ -108,7 +108,7 @@ def describe(task: AmpTask) -> str:
     out = [
         f"Task:        {task.name}",
         f"Title:       {spec.display_title()}",
-        f"Phase:       {st.phase.value if st.phase else 'pending'}"
+        f"Phase:       {st.phase.value if st.phase else 'queued'}"
         + (f" ({st.stage.value})" if st.stage and st.stage.value != "idle" else ""),
         f"Summary:     {st.summary or '-'}",
         f"Repo:        {spec.repo}",

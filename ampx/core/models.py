@@ -39,8 +39,18 @@ REPO_PATTERN = (
     rf"|https://[A-Za-z0-9.-]+(?::[0-9]+)?/{_NAME}/{_NAME}/?)$"
 )
 # A safe subset of git ref names (RE2 syntax: Kubernetes evaluates CRD patterns with Go's
-# regexp, which has no look-arounds); `check_branch` adds the rules a pattern cannot say.
-BRANCH_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9._/-]*$"
+# regexp, which has no look-arounds): '/'-separated components of dot-separated words, so no
+# '..', '//', leading or trailing '.' or '/'. `check_branch` says why a name is refused, and
+# BRANCH_RULES (CEL, evaluated by the API server) add the one rule a pattern cannot: '.lock'.
+_WORD = r"[A-Za-z0-9_-]+"
+_COMPONENT = rf"{_WORD}(?:\.{_WORD})*"
+BRANCH_PATTERN = rf"^[A-Za-z0-9_](?:[A-Za-z0-9_-]*(?:\.{_WORD})*)(?:/{_COMPONENT})*$"
+BRANCH_RULES = [{
+    "rule": "!self.endsWith('.lock') && !self.contains('.lock/')",
+    "message": "a branch name component must not end with '.lock'",
+}]
+# Not blank: at least one character that is not white space.
+NOT_BLANK_PATTERN = r"\S"
 
 
 def check_branch(value: str) -> str:
@@ -50,8 +60,11 @@ def check_branch(value: str) -> str:
             raise ValueError(f"branch name {value!r} must not contain {why}")
     if value.endswith(("/", ".", ".lock")):
         raise ValueError(f"branch name {value!r} must not end with '/', '.' or '.lock'")
-    if any(part.startswith(".") for part in value.split("/")):
+    parts = value.split("/")
+    if any(part.startswith(".") for part in parts):
         raise ValueError(f"branch name {value!r} has a component starting with '.'")
+    if any(part.endswith(".lock") for part in parts):
+        raise ValueError(f"branch name {value!r} has a component ending with '.lock'")
     return value
 
 
@@ -154,10 +167,12 @@ class AmpTaskSpec(_Model):
     """What the user asked for. Written by the CLI (the operator only defaults the branch)."""
 
     repo: Annotated[str, Field(pattern=REPO_PATTERN, max_length=300)]
-    prompt: Annotated[str, Field(min_length=1, max_length=PROMPT_MAX)]
+    prompt: Annotated[str, Field(min_length=1, max_length=PROMPT_MAX, pattern=NOT_BLANK_PATTERN)]
     title: Optional[Annotated[str, Field(max_length=200)]] = None
-    branch: Optional[Annotated[str, Field(pattern=BRANCH_PATTERN, max_length=200)]] = None
-    base_branch: Optional[Annotated[str, Field(pattern=BRANCH_PATTERN, max_length=200)]] = None
+    branch: Optional[Annotated[str, Field(pattern=BRANCH_PATTERN, max_length=200,
+                                          json_schema_extra={"x-kubernetes-validations": BRANCH_RULES})]] = None
+    base_branch: Optional[Annotated[str, Field(pattern=BRANCH_PATTERN, max_length=200,
+                                               json_schema_extra={"x-kubernetes-validations": BRANCH_RULES})]] = None
     max_attempts: Annotated[int, Field(ge=1, le=20)] = 3
     agent: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")] = "amp"
     limits: Limits = Field(default_factory=Limits)
@@ -166,17 +181,18 @@ class AmpTaskSpec(_Model):
     abort_requested_at: Optional[str] = None
     merge_requested_at: Optional[str] = None
 
-    @field_validator("prompt")
+    # "before" validators: their reasons beat the patterns' "should match pattern" message
+    @field_validator("prompt", mode="before")
     @classmethod
-    def _prompt_not_blank(cls, v: str) -> str:
-        if not v.strip():
+    def _prompt_not_blank(cls, v):
+        if isinstance(v, str) and v and not v.strip():
             raise ValueError("prompt must not be blank")
         return v
 
-    @field_validator("branch", "base_branch")
+    @field_validator("branch", "base_branch", mode="before")
     @classmethod
-    def _branch_ok(cls, v: Optional[str]) -> Optional[str]:
-        return None if v is None else check_branch(v)
+    def _branch_ok(cls, v):
+        return check_branch(v) if isinstance(v, str) else v
 
     def display_title(self) -> str:
         """The task's one-line title: given, or the prompt's first non-empty line."""
@@ -303,3 +319,20 @@ class AmpTask(_Model):
 def camel(name: str) -> str:
     return to_camel(name)
 
+
+
+def spec_problem(spec: dict) -> Optional[str]:
+    """Why a spec as stored (camelCase JSON) is not one ampx can run, or None when it is.
+
+    The CRD refuses almost every bad spec; this catches what its schema cannot say (and specs
+    stored before a stricter schema), so the operator can set `error` instead of failing
+    quietly on every event."""
+    from pydantic import ValidationError
+
+    try:
+        AmpTaskSpec.model_validate(spec)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(camel(str(p)) if isinstance(p, str) else str(p) for p in err["loc"])
+        return f"invalid spec.{where}: {err['msg'].removeprefix('Value error, ')}"
+    return None

@@ -122,7 +122,10 @@ def _call(what: str, fn: Callable, *args: Any, **kwargs: Any) -> Any:
         raise explain(exc, what) from None
     except Exception as exc:  # urllib3 connection errors and the like
         if type(exc).__module__.startswith(("urllib3", "socket", "ssl")) or isinstance(exc, OSError):
-            raise KubeError(f"cannot reach the Kubernetes API: {exc.__class__.__name__}") from None
+            pool = getattr(exc, "pool", None)
+            where = f" at {pool.host}:{pool.port}" if getattr(pool, "host", None) else ""
+            raise KubeError(f"cannot reach the Kubernetes API{where} "
+                            f"({exc.__class__.__name__}; is the cluster running?)") from None
         raise
 
 

@@ -11,6 +11,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Optional
 
+from pydantic import ValidationError
+
 from ..core.models import API_VERSION, ATTEMPT_LABEL, KIND, TASK_LABEL, AmpTask
 from ..core.observe import AttemptState
 from ..settings import env, env_int
@@ -226,13 +228,25 @@ def status_patch(status) -> dict:
     return body
 
 
-def to_task(obj: dict) -> AmpTask:
-    """An AmpTask from the API server's JSON (status may be absent or partial)."""
-    return AmpTask.model_validate({
+def to_task(obj: dict, lenient: bool = False) -> AmpTask:
+    """An AmpTask from the API server's JSON (status may be absent or partial).
+
+    `lenient` (for showing tasks, never for running them): optional spec fields the models
+    refuse are dropped instead of failing, so `ampx ls` still lists a task the operator
+    refused (its summary says why)."""
+    data = {
         "apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"),
         "metadata": obj.get("metadata", {}), "spec": obj.get("spec", {}),
         "status": obj.get("status") or {},
-    })
+    }
+    try:
+        return AmpTask.model_validate(data)
+    except ValidationError as exc:
+        bad = {e["loc"][1] for e in exc.errors() if len(e["loc"]) > 1 and e["loc"][0] == "spec"}
+        if not lenient or not bad or bad & {"repo", "prompt"}:
+            raise
+        data["spec"] = {k: v for k, v in data["spec"].items() if k not in bad}
+        return AmpTask.model_validate(data)
 
 
 def ci_poll_seconds() -> tuple[int, int]:

@@ -17,7 +17,7 @@ from typing import Any
 import kopf
 
 from ..core.ids import default_branch
-from ..core.models import GROUP, OWNER_LABEL, PLURAL, TASK_LABEL, VERSION, AmpTaskSpec
+from ..core.models import GROUP, OWNER_LABEL, PLURAL, TASK_LABEL, VERSION, AmpTaskSpec, spec_problem
 from ..engine import Engine, parse_iso, utcnow
 from ..schedule import CiSchedule
 from ..record import record
@@ -102,6 +102,19 @@ def _defaults(op: OperatorState, body: Any, name: str, namespace: str) -> None:
         op.api.patch_task(namespace, name, patch)
 
 
+def _refuse_invalid(op: OperatorState, body: Any, name: str, namespace: str) -> bool:
+    """A spec the models reject (what the CRD schema cannot say) ends the task in `error`."""
+    problem = spec_problem(body.get("spec") or {})
+    if problem is None:
+        return False
+    status = body.get("status") or {}
+    if status.get("phase") != "error" or status.get("summary") != problem:
+        op.api.patch_task_status(namespace, name, {"phase": "error", "stage": "idle",
+                                                   "summary": problem})
+        log.warning("task %s: %s", name, problem)
+    return True
+
+
 @kopf.on.event(GROUP, VERSION, PLURAL)
 def task_event(type: str, body: Any, name: str, namespace: str, **_: Any) -> None:
     op = _op()
@@ -111,9 +124,11 @@ def task_event(type: str, body: Any, name: str, namespace: str, **_: Any) -> Non
             op.history.mark_deleted(name)
         return
     op.namespaces[name] = namespace
-    if op.history is not None and not (body.get("status") or {}).get("phase"):
-        record(op.history, to_task(dict(body)))
     try:
+        if _refuse_invalid(op, body, name, namespace):
+            return
+        if op.history is not None and not (body.get("status") or {}).get("phase"):
+            record(op.history, to_task(dict(body)))
         _defaults(op, body, name, namespace)
         op.engine.reconcile(name)
     except Exception as exc:  # one line, not a traceback; the next tick retries
@@ -144,6 +159,8 @@ def tick(body: Any, name: str, namespace: str, **_: Any) -> None:
         return
     now = time.monotonic()
     try:
+        if phase is None and _refuse_invalid(op, body, name, namespace):
+            return
         if status.get("stage") == "ci":
             if op.schedule.due(name, now):
                 since = (status.get("ci") or {}).get("since")

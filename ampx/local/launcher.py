@@ -73,6 +73,14 @@ class LocalLauncher:
         except (OSError, ValueError):
             return None
 
+    def _worker_env(self) -> dict:
+        """The worker's environment: clones go under the data directory unless told otherwise."""
+        worker_env = dict(os.environ if self.env is None else self.env)
+        if not worker_env.get("AMPX_WORKSPACE"):
+            worker_env["AMPX_WORKSPACE"] = str(self.runs_dir.parent / "workspaces")
+        Path(worker_env["AMPX_WORKSPACE"]).mkdir(parents=True, exist_ok=True)
+        return worker_env
+
     def start(self, task: AmpTask, number: int) -> str:
         key = self._key(task.name, number)
         with self._lock:
@@ -84,7 +92,7 @@ class LocalLauncher:
                     [sys.executable, "-m", "ampx", "worker", "--backend", "local",
                      "--task", task.name, "--attempt", str(number)],
                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                    start_new_session=True, env=self.env, cwd=str(self.runs_dir),
+                    start_new_session=True, env=self._worker_env(), cwd=str(self.runs_dir),
                 )
             finally:
                 log.close()

@@ -158,6 +158,7 @@ def _run(world, root: Path, keep: bool, timeout_s: float, out) -> int:
         print(f"\n{sum(r.ok() for r in runs)}/{len(runs)} tasks ended as expected; "
               f"{len(world.emulator.pulls(DEMO_REPO))} pull request(s) opened, {len(merged)} merged.",
               file=out)
+        _show_feedback(runs, out)
         if keep:
             print(f"\nKept everything. Try:\n  export AMPX_HOME={world.env['AMPX_HOME']}\n"
                   f"  ampx ls --all\n  ampx get {runs[1].task_id[:14]}\n  ampx logs {runs[1].task_id[:14]}"
@@ -166,6 +167,27 @@ def _run(world, root: Path, keep: bool, timeout_s: float, out) -> int:
         return 0 if ok else 1
     finally:
         stop_background()
+
+
+def _show_feedback(runs: list, out) -> None:
+    """Show the CI excerpt as the agent itself received it (its thread's second message)."""
+    from .fake_amp import load_thread
+
+    for r in runs:
+        t = r.task
+        if r.scenario.key != "red-then-green" or t is None or not t.status.thread_id:
+            continue
+        thread = load_thread(t.status.thread_id) or {}
+        told = [m["content"] for m in thread.get("messages", []) if m.get("role") == "user"]
+        if len(told) < 2:
+            continue
+        lines = [ln for ln in str(told[1]).splitlines() if ln.strip()]
+        print(f"\nWhat the agent was told after CI went red ({r.scenario.key}, attempt 2, "
+              f"thread {t.status.thread_id}):", file=out)
+        for ln in lines[:20]:
+            print(f"  | {ln[:110]}", file=out)
+        if len(lines) > 20:
+            print(f"  | … ({len(lines) - 20} more lines)", file=out)
 
 
 class _live:
@@ -187,7 +209,7 @@ class _live:
             self.live.update(output.rich_table(tasks, True), refresh=True)
             return
         for t in tasks:
-            line = f"{t.name[:10]}  {t.status.phase.value if t.status.phase else 'pending':13} " \
+            line = f"{t.name[:10]}  {t.status.phase.value if t.status.phase else 'queued':13} " \
                    f"{t.status.summary or ''}"
             if self.last.get(t.name) != line:
                 print(line, file=self.out, flush=True)

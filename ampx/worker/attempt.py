@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -147,6 +148,14 @@ class Attempt:
 
         base = env("AMPX_WORKSPACE")
         root = Path(tempfile.mkdtemp(prefix=f"ampx-{task.name}-a{self.number}-", dir=base))
+        try:
+            return self._in_workspace(task, spec, prompt, profile, agent_env, repo, gh, token, root)
+        finally:
+            if not env("AMPX_KEEP_WORKSPACES"):  # the work is on the branch; the clone is spent
+                shutil.rmtree(root, ignore_errors=True)
+
+    def _in_workspace(self, task, spec, prompt, profile, agent_env, repo, gh, token,
+                      root: Path) -> AttemptResult:
         with GitAuth(token) as auth:
             try:
                 ws = Workspace.clone(remote_url(gh.git_url, repo.full_name), root / "repo",

@@ -77,6 +77,13 @@ BAD = [
     {"repo": "acme/api", "prompt": "x", "policy": {"mergeMethod": "octopus"}},
     {"repo": "acme/api", "prompt": "x", "branch": "-rf"},
     {"prompt": "x"},
+    # what kubectl could once create and the operator then choked on
+    {"repo": "acme/api", "prompt": "   \n\t"},
+    {"repo": "acme/api", "prompt": "x", "branch": "amp/a..b"},
+    {"repo": "acme/api", "prompt": "x", "branch": "amp//x"},
+    {"repo": "acme/api", "prompt": "x", "branch": "amp/.hidden"},
+    {"repo": "acme/api", "prompt": "x", "branch": "amp/x/"},
+    {"repo": "acme/api", "prompt": "x", "baseBranch": "release."},
 ]
 
 
@@ -94,10 +101,25 @@ def test_bad_specs_fail_both(spec):
         AmpTaskSpec.model_validate(spec)
 
 
-@pytest.mark.parametrize("branch", ["amp/a..b", "amp//x", "amp/x.lock", "amp/.hidden", "amp/x/"])
+@pytest.mark.parametrize("branch", ["amp/a..b", "amp//x", "amp/x.lock", "amp/.hidden", "amp/x/",
+                                    "amp/x.lock/y"])
 def test_branch_names_git_refuses_are_refused(branch):
-    with pytest.raises(ValidationError):
+    with pytest.raises(ValidationError) as err:
         AmpTaskSpec(repo="a/b", prompt="x", branch=branch)
+    assert "should match pattern" not in str(err.value), "the reason, not the regex"
+
+
+def test_the_lock_rule_no_pattern_can_say_is_a_cel_rule_in_the_crd():
+    spec = _spec_schema()["properties"]
+    for field in ("branch", "baseBranch"):
+        (rule,) = spec[field]["x-kubernetes-validations"]
+        assert ".lock" in rule["rule"] and rule["message"]
+
+
+@pytest.mark.parametrize("branch", ["main", "amp/fix-it-01abcd", "release/v1.2.3", "a_b-c/d.e"])
+def test_ordinary_branch_names_pass_both(branch):
+    _k8s_validate(_spec_schema(), {"repo": "a/b", "prompt": "x", "branch": branch})
+    AmpTaskSpec(repo="a/b", prompt="x", branch=branch)
 
 
 def test_status_round_trips_through_the_wire_form():

@@ -89,3 +89,66 @@ def test_refused_merge_leaves_a_clear_summary_and_changes_nothing_else(world, ba
     assert t.status.history == before.history and t.status.pr_url == before.pr_url
     pr = next(p for p in world.emulator.pulls(DEMO_REPO) if p.number == before.pr_number)
     assert pr.merged_at is None
+
+
+def test_red_with_a_new_error_each_attempt_uses_every_attempt(world, backend):
+    """Each attempt fails CI differently (wrong result, then a missing function, then an
+    exception), so the same-error breaker never fires: the task spends all maxAttempts attempts,
+    then stops in needs_review without a pull request."""
+    from ampx.core.models import AttemptOutcome
+    from ampx.sandbox.scenarios import unit_test_file
+
+    from e2e.checks import branch_commits
+
+    def rule(when: str, directive: str) -> str:
+        return f'@fake when "{when}" {directive.removeprefix("@fake ")}'
+
+    prompt = "\n".join([
+        "Add power to calc.py, with a unit test.",
+        write("calc.py", calc_with("def power(a, b):\n    return a * b")),
+        write("test_power.py", unit_test_file("power", "power(2, 3)", "8")),
+        # attempt 2 (its prompt carries attempt 1's assertion): power disappears -> ImportError
+        rule("AssertionError: 6 != 8", write("calc.py", calc_with())),
+        # attempt 3 (its prompt carries the ImportError): power raises -> ValueError
+        rule("cannot import name 'power'", write("calc.py", calc_with(
+            "def power(a, b):\n    raise ValueError('negative exponents are not supported yet')"))),
+    ])
+    max_attempts = 3
+    tid = create(backend, prompt, "Never converges", max_attempts=max_attempts)
+    t = wait(backend, tid, lambda t: not t.status.phase.active, timeout=120)
+    st = t.status
+    assert st.phase == Phase.NEEDS_REVIEW, st.summary
+    assert st.attempts == max_attempts, st.summary
+    assert st.summary.startswith(f"CI still red after {max_attempts} attempt(s)"), st.summary
+    assert "stopped early" not in st.summary
+    # three different failures reached the history, in the order the agent caused them
+    markers = ["AssertionError: 6 != 8", "cannot import name 'power'",
+               "ValueError: negative exponents are not supported yet"]
+    assert [r.ci_conclusion for r in st.history] == ["failure"] * max_attempts
+    for rec, marker in zip(st.history, markers):
+        assert marker in (rec.excerpt or ""), (rec.number, rec.excerpt)
+    assert len({r.signature for r in st.history}) == max_attempts
+    assert all(r.outcome == AttemptOutcome.PUSHED for r in st.history)
+    assert branch_commits(world, t.spec.branch) == max_attempts
+    assert [p for p in world.emulator.pulls(DEMO_REPO) if p.head_ref == t.spec.branch] == []
+    assert st.pr_url is None and st.pr_number is None
+
+
+def test_commit_without_any_workflow_run_ends_in_error_after_the_grace_period(world, backend):
+    """Actions never starts a run for the pushed commit (the stand-in holds the repository, as
+    if Actions were down or no workflow matched): after limits.ciGraceMinutes (1, the minimum)
+    the task ends in error, naming the commit and the wait."""
+    from ampx.core.models import Limits
+
+    world.emulator.ci.hold(DEMO_REPO)
+    tid = create(backend, "Add multiply\n" + GOOD, "No CI", limits=Limits(ci_grace_minutes=1))
+    t = wait(backend, tid, lambda t: not t.status.phase.active, timeout=110)
+    st = t.status
+    assert st.phase == Phase.ERROR, st.summary
+    assert st.attempts == 1 and st.history[0].ci_conclusion == "missing"
+    sha = st.history[0].commit
+    assert sha and world.emulator.branches(DEMO_REPO).get(t.spec.branch) == sha  # it was pushed
+    assert [r for r in world.emulator.ci.runs(DEMO_REPO) if r.head_sha == sha] == []
+    assert st.summary == (f"no GitHub Actions run appeared for {sha[:7]} in 1 min — do your "
+                          "workflows run on push to `amp/*` branches?"), st.summary
+    assert st.pr_url is None

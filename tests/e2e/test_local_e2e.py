@@ -114,6 +114,8 @@ def test_cli_subprocess_start_get_abort(world, backend):
     assert backend.store.get(tid).spec.limits.task_timeout_minutes == 90
     r = ampx("get", tid[:20].upper())
     assert r.returncode == 0 and f"Task:        {tid}" in r.stdout
+    r = ampx("--backend", "local", "ls", "-o", "name")  # kubectl-style: flags before the command
+    assert r.returncode == 0 and tid in r.stdout, r.stderr
     follow = subprocess.Popen([sys.executable, "-m", "ampx", "logs", "-f", tid[:20]], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert follow.stdout.readline() == "==> attempt 1 worker log <==\n"
@@ -146,6 +148,11 @@ def test_cli_subprocess_start_get_abort(world, backend):
         r = ampx(*bad)
         assert r.returncode != 0 and r.stderr.startswith(msg), (bad, r.stderr)
         assert "Traceback" not in r.stderr
+    # an unexpected failure is still one line (here: the data directory is a file)
+    env["AMPX_HOME"] = str(export)
+    r = ampx("ls")
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert r.stderr.startswith("error: ") and "AMPX_DEBUG=1" in r.stderr
 
 
 def test_demo_command_exits_zero(tmp_path, monkeypatch):
@@ -156,4 +163,6 @@ def test_demo_command_exits_zero(tmp_path, monkeypatch):
     text = out.read_text()
     assert rc == 0, text
     assert "5/5 tasks ended as expected; 3 pull request(s) opened, 1 merged." in text
+    told = text.split("What the agent was told after CI went red (red-then-green, attempt 2", 1)[1]
+    assert "  | CI failed on " in told and "AssertionError: 18 != 2" in told
     assert not (tmp_path / "demo").exists()

@@ -70,6 +70,7 @@ def test_attempts_share_one_thread_and_push_to_the_task_branch(world, store):
     assert msg.startswith("ampx: Add multiply (attempt 1)\n\nAmpx-Task: 01jtask0000000000000000000")
     assert "ampx[bot]" in msg
     assert "[agent] thread T-" in r.stdout and "[ampx] pushed" in r.stdout
+    assert list(Path(os.environ["AMPX_WORKSPACE"]).iterdir()) == [], "the spent clone is removed"
 
     next_attempt(store, task.name, lambda sha: ev.CiRed(sha, 1, "http://ci/1", "AssertionError: x",
                                                         "sig", rerunnable=False))
@@ -104,7 +105,7 @@ def test_token_never_in_argv_logs_or_git_config(world, store, tmp_path):
     t = threading.Thread(target=scan, daemon=True)
     t.start()
     try:
-        r = run_worker(task.name, 1)
+        r = run_worker(task.name, 1, env=dict(os.environ, AMPX_KEEP_WORKSPACES="1"))
     finally:
         stop.set()
         t.join()

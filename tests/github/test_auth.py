@@ -158,3 +158,52 @@ def test_settings_from_env(monkeypatch, sandbox, tmp_path) -> None:
     svc = GitHubService.from_settings()
     assert isinstance(svc.provider, AppAuth)
     assert svc.default_branch(REPO) == "main"
+
+
+def test_token_request_asks_for_one_repository_and_exactly_the_needed_permissions(sandbox) -> None:
+    """The POST .../access_tokens body as it left the client, GitHub's answer, and the token the
+    stand-in stored all say: this one repository; contents, pull_requests and actions write
+    (actions write, not read, because re-running failed jobs needs it) and nothing more, although
+    the installation grants more (workflows: write, checks: read)."""
+    import json
+
+    from ampx.github.client import new_session
+    from ampx.sandbox.github_emulator.auth import digest
+
+    wanted = {"contents": "write", "pull_requests": "write", "actions": "write"}
+    emu = sandbox.emu
+    granted = emu.store.installations[sandbox.installation_id].permissions
+    assert granted.get("workflows") == "write" and granted.get("checks") == "read"  # more than asked
+    sent: list[requests.PreparedRequest] = []
+    session = new_session()
+    session.hooks["response"].append(lambda resp, *a, **kw: sent.append(resp.request))
+    answers: list[tuple[str, str, int, object]] = []
+    emu.response_observers.append(lambda m, p, s, h, b: answers.append((m, p, s, b)))
+
+    token = sandbox.auth(session=session).token_for(REPO)
+
+    path = f"/api/v3/app/installations/{sandbox.installation_id}/access_tokens"
+    posts = [r for r in sent if r.method == "POST"]
+    assert [r.path_url for r in posts] == [path]
+    assert json.loads(posts[0].body) == {"repositories": ["widgets"], "permissions": wanted}
+    [(_, _, status, body)] = [a for a in answers if a[0] == "POST" and a[1] == path]
+    data = json.loads(body)
+    assert status == 201 and data["token"] == token
+    assert data["permissions"] == wanted
+    assert [r["full_name"] for r in data["repositories"]] == ["acme/widgets"]
+    stored = emu.store.tokens[digest(token)]
+    assert stored.kind == "installation" and stored.permissions == wanted
+    assert stored.repos == {"acme/widgets"}
+
+
+def test_installation_without_actions_write_gets_a_clear_permission_error(sandbox) -> None:
+    """actions: write is requested, not merely read: an installation that granted only read
+    cannot hand out ampx's token, and the error names what to grant."""
+    from ampx.github.errors import GitHubPermissionError
+
+    sandbox.emu.install_app(sandbox.app_id, REPO.full_name, permissions={
+        "contents": "write", "pull_requests": "write", "actions": "read"})
+    with pytest.raises(GitHubPermissionError) as exc:
+        sandbox.auth().token_for(REPO)
+    assert exc.value.status == 422
+    assert "'actions': 'write'" in str(exc.value) and "acme/widgets" in str(exc.value)

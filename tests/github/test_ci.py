@@ -240,3 +240,123 @@ def test_poll_interval_from_env(monkeypatch) -> None:
     monkeypatch.setenv("AMPX_CI_POLL_SECONDS", "x")
     with pytest.raises(ValueError, match="AMPX_CI_POLL_SECONDS"):
         poll_interval(0)
+
+
+# ----------------------------------------------------------------------------- classification
+# Several workflow runs for one head_sha. Green only when every run completed as success, neutral
+# or skipped; red as soon as any run completed as failure, timed_out or cancelled (even while
+# others still run: the watcher decides early); pending while any run is queued or in progress.
+
+
+def test_skipped_job_next_to_a_passing_workflow_is_green(sandbox) -> None:
+    """A workflow whose only job is skipped by its `if:` does not hold the commit back."""
+    svc = sandbox.service()
+    skipped = sandbox.workflow("Deploy", ["echo deploying; exit 1"], job="deploy").replace(
+        "    runs-on:", "    if: github.ref == 'refs/heads/main'\n    runs-on:")
+    sha = sandbox.push("amp/skipped", {
+        ".github/workflows/ci.yml": sandbox.workflow("CI", ["true"]),
+        ".github/workflows/deploy.yml": skipped,
+    })
+    obs = sandbox.wait_ci(lambda: svc.poll_ci(REPO, sha))
+    sandbox.emu.ci.wait_idle()
+    obs = svc.poll_ci(REPO, sha)
+    assert obs.state == "green", obs
+    assert sorted(r.name for r in obs.runs) == ["CI", "Deploy"]
+    deploy = next(r for r in sandbox.emu.ci.runs(REPO.full_name) if r.workflow.name == "Deploy")
+    assert [j.conclusion for j in deploy.latest_jobs()] == ["skipped"]  # the job really was skipped
+
+
+def test_job_over_its_time_limit_is_red_with_the_timeout_in_the_excerpt(sandbox) -> None:
+    """`timeout-minutes` kills the job in the runner stand-in; the commit is red and the excerpt
+    says why, while the other workflow of the same commit passed."""
+    svc = sandbox.service()
+    slow = sandbox.workflow("Slow", ["echo starting the slow step; sleep 30"], job="slow").replace(
+        "    runs-on:", "    timeout-minutes: 0.02\n    runs-on:")  # 1.2 s
+    sha = sandbox.push("amp/timeout", {
+        ".github/workflows/ci.yml": sandbox.workflow("CI", ["true"]),
+        ".github/workflows/slow.yml": slow,
+    })
+    sandbox.wait_ci(lambda: svc.poll_ci(REPO, sha))
+    sandbox.emu.ci.wait_idle()
+    obs = svc.poll_ci(REPO, sha)
+    assert obs.state == "red"
+    red = [r for r in obs.runs if r.red]
+    assert [r.name for r in red] == ["Slow"] and obs.run_id == red[0].id
+    assert obs.failed_jobs == ("slow",) and obs.passed_jobs == ("test",)
+    assert "exceeded the maximum execution time" in (obs.excerpt or "")
+    assert isinstance(obs.to_event(sha), ev.CiRed)
+
+
+def _set_run(run, state: str) -> None:
+    """Put a completed emulator run (and its jobs) into ``state``: a conclusion, or
+    queued/in_progress. The runner stand-in concludes runs only as success/failure (cancelled
+    on shutdown), so the rarer conclusions GitHub reports are set on its stored state."""
+    for job in run.latest_jobs():
+        if state in ("queued", "in_progress"):
+            job.status, job.conclusion = state, None
+        else:
+            job.status, job.conclusion = "completed", state
+    if state in ("queued", "in_progress"):
+        run.status, run.conclusion = state, None
+    else:
+        run.status, run.conclusion = "completed", state
+
+
+@pytest.mark.parametrize("states,expected", [
+    (("success", "neutral", "skipped"), "green"),
+    (("skipped", "skipped", "neutral"), "green"),
+    (("success", "neutral", "failure"), "red"),
+    (("success", "timed_out", "skipped"), "red"),
+    (("cancelled", "success", "neutral"), "red"),
+    (("success", "in_progress", "neutral"), "pending"),
+    (("queued", "success", "skipped"), "pending"),
+    (("queued", "in_progress", "success"), "pending"),
+    (("failure", "in_progress", "success"), "red"),  # red is reported without waiting for the rest
+], ids=lambda v: "+".join(v) if isinstance(v, tuple) else v)
+def test_conclusions_of_several_runs_for_one_commit(sandbox, states, expected) -> None:
+    svc = sandbox.service()
+    names = ("Alpha", "Beta", "Gamma")
+    sha = sandbox.push("amp/mixed", {
+        f".github/workflows/{n.lower()}.yml": sandbox.workflow(n, ["echo fine"]) for n in names})
+    assert sandbox.wait_ci(lambda: svc.poll_ci(REPO, sha)).state == "green"
+    sandbox.emu.ci.wait_idle()
+    runs = {r.workflow.name: r for r in sandbox.emu.ci.runs(REPO.full_name) if r.head_sha == sha}
+    assert sorted(runs) == list(names)
+    with sandbox.emu.store.lock:
+        for name, state in zip(names, states):
+            _set_run(runs[name], state)
+    obs = svc.poll_ci(REPO, sha)
+    assert obs.state == expected, (states, obs)
+    assert len(obs.runs) == 3
+    seen = {r.name: (r.status if r.status != "completed" else r.conclusion) for r in obs.runs}
+    assert seen == dict(zip(names, states))
+    event = obs.to_event(sha)
+    if expected == "green":
+        assert event == ev.CiGreen(sha, obs.run_id, obs.run_url)
+    elif expected == "pending":
+        waiting = next(r for r in obs.runs if not r.completed)
+        assert obs.run_id == waiting.id
+        assert event == ev.CiPending(sha, obs.run_id, obs.run_url)
+    else:
+        red_name, red_conclusion = next(
+            (n, s) for n, s in zip(names, states) if s in ("failure", "timed_out", "cancelled"))
+        assert obs.run_id == runs[red_name].id
+        assert isinstance(event, ev.CiRed) and event.run_id == runs[red_name].id
+        # re-running can help a failed or timed-out job, not a cancelled one
+        assert obs.rerunnable == (red_conclusion in ("failure", "timed_out"))
+        assert obs.excerpt and "== job test (" in obs.excerpt
+
+
+@pytest.mark.parametrize("conclusion,green,red", [
+    ("success", True, False), ("neutral", True, False), ("skipped", True, False),
+    ("failure", False, True), ("timed_out", False, True), ("cancelled", False, True),
+    ("startup_failure", False, True), ("action_required", False, True), ("stale", False, True),
+])
+def test_run_conclusion_classification(conclusion, green, red) -> None:
+    from ampx.github.ci import RunInfo
+
+    done = RunInfo(1, "CI", 1, "completed", conclusion, None, 1)
+    assert (done.green, done.red) == (green, red)
+    for status in ("queued", "in_progress", "waiting", "requested"):
+        running = RunInfo(1, "CI", 1, status, None, None, 1)
+        assert not running.green and not running.red

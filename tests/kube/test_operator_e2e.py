@@ -287,6 +287,23 @@ def test_kubectl_created_task_gets_defaults_and_bad_specs_are_refused(cluster):
     bad = manifest.replace("01jkubectl00000000000000000", "01jkubectl00000000000000001") + "  maxAttempts: 0\n"
     r = cluster.server.kubectl("apply", "-f", "-", input=bad, check=False)
     assert r.returncode != 0 and "maxAttempts" in r.stderr
+    blank = manifest.replace("01jkubectl00000000000000000", "01jkubectl00000000000000002").replace(
+        '"Tidy the README\\n@fake append README.md ok\\n"', '"   "')
+    r = cluster.server.kubectl("apply", "-f", "-", input=blank, check=False)
+    assert r.returncode != 0 and "prompt" in r.stderr
+    # '.lock' is a CEL rule of the CRD, which this API emulator does not evaluate: the operator
+    # refuses such a task itself, with the reason, instead of failing on it at every event
+    locked = manifest.replace("01jkubectl00000000000000000", "01jkubectl00000000000000003") + \
+        "  branch: amp/x.lock\n"
+    cluster.server.kubectl("apply", "-f", "-", input=locked)
+    task = cluster.server.wait_for(
+        lambda: (lambda t: t if t.status.phase else None)(backend.get("01jkubectl00000000000000003")),
+        timeout=30, message="refused")
+    assert task.status.phase == Phase.ERROR and task.status.attempts == 0
+    assert task.status.summary == ("invalid spec.branch: branch name 'amp/x.lock' must not end "
+                                   "with '/', '.' or '.lock'")
+    assert not [j for j in cluster.server.objects(JOBS)
+                if j["metadata"]["name"].startswith("01jkubectl00000000000000003")]
 
 
 def test_cli_errors_without_a_cluster(tmp_path):
