@@ -14,14 +14,15 @@ from typing import Iterator, Optional, Protocol
 
 from ..core.ids import IdError, resolve_prefix
 from ..core.models import API_VERSION, KIND, OWNER_LABEL, AmpTask, AmpTaskSpec, FollowUp
-from ..kube.api import KubeApi, KubeError, current_namespace, load_config
-from ..kube.jobs import job_name, to_task as _strict_to_task
+from ..kube.errors import KubeError
 from ..settings import env
 
 
 def _shown(obj: dict):
     """Tasks as the CLI shows them: one the operator refused for a bad spec still lists."""
-    return _strict_to_task(obj, lenient=True)
+    from ..kube.jobs import to_task
+
+    return to_task(obj, lenient=True)
 
 
 class CliError(Exception):
@@ -65,6 +66,8 @@ class KubeBackend:
 
     def __init__(self, namespace: Optional[str] = None, context: Optional[str] = None,
                  all_namespaces: bool = False) -> None:
+        from ..kube.api import KubeApi, current_namespace, load_config  # only for a cluster
+
         self.api = KubeApi(load_config(context=context))
         self.namespace = namespace or current_namespace(context=context)
         self.all_namespaces = all_namespaces
@@ -159,6 +162,8 @@ class KubeBackend:
         raise CliError(f"task {task.name} keeps changing; try again")
 
     def worker_log(self, task: AmpTask, attempt: int, follow: bool) -> Iterator[str]:
+        from ..kube.jobs import job_name
+
         job = job_name(task.name, attempt)
         pods = self.api.list_pods(task.namespace, f"job-name={job}")
         if not pods:

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from ..core.ids import IdError, default_branch, new_task_id
 from ..core.models import ACTIVE_PHASES, Phase, AmpTask, AmpTaskSpec, Limits
-from ..kube.api import KubeError
+from ..kube.errors import KubeError
 from . import output
 from .backend import Backend, CliError, add_follow_up, now_iso, owner_name
 from .config import ConfigError, resolve_backend_name

@@ -14,6 +14,7 @@ from kubernetes.client.exceptions import ApiException
 
 from ..core.models import GROUP, PLURAL, VERSION
 from ..settings import env
+from .errors import KubeError
 from .rbac import Permission
 
 _REGISTRY: dict[str, tuple[str, Permission]] = {}
@@ -32,15 +33,6 @@ def needs(roles: str, group: str, resource: str, verb: str) -> Callable:
 
 def permissions_used(role: str) -> frozenset[Permission]:
     return frozenset(p for roles, p in _REGISTRY.values() if role in roles.split(","))
-
-
-class KubeError(Exception):
-    """A Kubernetes API failure with one clear line for the user."""
-
-    def __init__(self, message: str, status: Optional[int] = None, reason: str = "") -> None:
-        super().__init__(message)
-        self.status = status
-        self.reason = reason
 
 
 def _kubeconfig(explicit: Optional[str]) -> Optional[str]:

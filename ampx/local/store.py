@@ -65,7 +65,7 @@ class LocalStore:
 
     def list(self, owner: Optional[str] = None) -> list[AmpTask]:
         """All tasks (of one owner), parsing only those that changed since the last call:
-        the supervisor lists every half second, and finished tasks pile up over months."""
+        the supervisor lists four times a second, and finished tasks pile up over months."""
         sql, args = "SELECT id, version FROM local_tasks", ()
         if owner is not None:
             sql, args = sql + " WHERE owner = ?", (owner,)

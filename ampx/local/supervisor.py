@@ -61,7 +61,7 @@ def needs_attention(task) -> bool:
 
 class Supervisor:
     def __init__(self, store: LocalStore, launcher: LocalLauncher, forge=None,
-                 tick_s: float = 0.5) -> None:
+                 tick_s: float = 0.25) -> None:
         self.store = store
         self.engine = Engine(store=store, launcher=launcher, forge=forge)
         self.tick_s = tick_s

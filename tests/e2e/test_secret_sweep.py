@@ -222,7 +222,8 @@ def test_no_secret_in_anything_a_user_can_see(world, auth_mode, backend):
                 "ghp_ string the agent printed": decoy_agent, "ghs_ string CI printed": decoy_ci}
     secrets_.update({f"installation token {i + 1}": t for i, t in enumerate(minted)})
     secrets_.update({f"App private key line {i + 1}": ln for i, ln in enumerate(app_key)})
-    assert not leaks(secrets_, seen), leaks(secrets_, seen)
+    found = leaks(secrets_, seen)
+    assert not found, found
 
 
 @pytest.mark.xfail(strict=True, reason=(
@@ -237,4 +238,69 @@ def test_agent_key_printed_by_ci_is_masked(world, auth_mode, backend):
     assert_story(world, run, HistoryDB(paths.db_path()))
     assert amp_key in ci_log(world, run.task.status.history[0].commit)
     seen = local_views(world, backend, run.task_id)
-    assert not leaks({"AMP_API_KEY": amp_key}, seen), leaks({"AMP_API_KEY": amp_key}, seen)
+    found = leaks({"AMP_API_KEY": amp_key}, seen)
+    assert not found, found
+
+
+# ----------------------------------------------------------------------------- Kubernetes
+# The operator e2e's `cluster` fixture (the real kopf operator, the Kubernetes API emulator, the
+# kubelet stand-in, GitHub App auth), reused as is.
+try:
+    from kube.test_operator_e2e import AMPTASKS, JOBS, cluster  # noqa: F401  (a fixture)
+except ImportError as exc:  # pragma: no cover - the Kubernetes harness is not installed
+    _KUBE = f"the Kubernetes e2e fixtures cannot be imported: {exc}"
+else:
+    _KUBE = None
+
+
+@pytest.fixture
+def minted_tokens(world):
+    """Installation tokens minted by the stand-in; attached before the operator starts."""
+    sink: list[str] = []
+    world.emulator.response_observers.append(token_observer(sink))
+    return sink
+
+
+@pytest.mark.skipif(_KUBE is not None, reason=_KUBE or "")
+def test_no_secret_in_anything_the_operator_shows(world, minted_tokens, cluster):
+    from ampx.cli.backend import KubeBackend
+
+    amp_key = world.env["AMP_API_KEY"]
+    decoy_agent = "ghp_" + _random(36)
+    decoy_ci = "ghs_" + _random(36)
+    backend = KubeBackend()
+    run = start(backend, leaky_story([amp_key, decoy_agent], [decoy_ci]))
+    wait_all(backend, [run], timeout=150)
+    assert_story(cluster.world, run, HistoryDB(cluster.history_path))
+    first = run.task.status.history[0]
+    assert decoy_ci in ci_log(world, first.commit)
+    assert amp_key in agent_threads() and decoy_agent in agent_threads()
+    assert "leaked ***" in first.excerpt
+    assert minted_tokens and len(minted_tokens) == installation_tokens_stored(world)
+
+    server = cluster.server
+    seen: dict[str, bytes] = {"operator stdout/stderr": cluster.operator.output.encode()}
+    for p in sorted(cluster.history_path.parent.glob(cluster.history_path.name + "*")):
+        seen[f"file {p.name}"] = p.read_bytes()
+    assert f"file {cluster.history_path.name}" in seen
+    history = HistoryDB(cluster.history_path)
+    seen["history rows"] = json.dumps([history.get_task(run.task_id), history.attempts(run.task_id)],
+                                      default=str).encode()
+    for resource in (AMPTASKS, JOBS, "v1/pods"):
+        seen[resource] = json.dumps(server.objects(resource), default=str).encode()
+    assert run.task_id.encode() in seen[AMPTASKS]
+    logs = server.call(lambda: {k: bytes(v) for k, v in server.emulator.pod_logs.items()})
+    seen.update({f"pod log {ns}/{name}": blob for (ns, name), blob in logs.items()})
+    assert any(b"Done. I used these credentials: *** ***" in b for b in logs.values()), list(logs)
+    seen.update(cli_views(run.task_id, run.task.status.attempts, env=server.env(AMPX_BACKEND="kube")))
+    for pr in world.emulator.pulls(DEMO_REPO):
+        seen[f"PR #{pr.number}"] = f"{pr.title}\n{pr.body}".encode()
+
+    key_file = Path(cluster.op_env["AMPX_GITHUB_APP_PRIVATE_KEY_FILE"])
+    secrets_ = {"AMP_API_KEY": amp_key, "GITHUB_TOKEN (personal token)": world.token,
+                "ghp_ string the agent printed": decoy_agent, "ghs_ string CI printed": decoy_ci}
+    secrets_.update({f"installation token {i + 1}": t for i, t in enumerate(minted_tokens)})
+    secrets_.update({f"App private key line {i + 1}": ln
+                     for i, ln in enumerate(key_lines(key_file.read_text()))})
+    found = leaks(secrets_, seen)
+    assert not found, found
