@@ -51,6 +51,23 @@ ENV_VARS: dict[str, tuple[str, str]] = {
 }
 
 
+# Variables whose values are credentials: every long-lived process masks them wherever they
+# turn up (a CI log that prints the agent's key, say), whatever their shape.
+SECRET_ENV_VARS = ("AMPX_GITHUB_APP_PRIVATE_KEY", "GITHUB_TOKEN", "AMP_API_KEY")
+
+
+def register_env_secrets() -> None:
+    """Mask the values of the credential variables this process holds (and the agents')."""
+    from .agent.profiles import BUILTIN_PROFILES
+    from .redact import register_secret
+
+    names = set(SECRET_ENV_VARS)
+    for profile in BUILTIN_PROFILES.values():
+        names.update(profile.secret_env)
+    for name in sorted(names):
+        register_secret(os.environ.get(name))
+
+
 def env(name: str, default: Optional[str] = None) -> Optional[str]:
     """Read a declared variable; empty counts as unset."""
     if name not in ENV_VARS:

@@ -215,10 +215,9 @@ def _attempt_failed(c: _Ctx, e: ev.AttemptFailed) -> Optional[str]:
     st.thread_id = st.thread_id or e.thread_id
     if e.outcome == AttemptOutcome.TAMPERED:
         files = ", ".join(e.files) if e.files else "protected files"
-        c.finish(
-            Phase.NEEDS_REVIEW,
-            f"attempt {e.number} was not pushed: it changed protected files ({files})",
-        )
+        what = ("it contains a credential" if "credential" in e.reason
+                else "it changed protected files")
+        c.finish(Phase.NEEDS_REVIEW, f"attempt {e.number} was not pushed: {what} ({files})")
         return None
     if e.outcome == AttemptOutcome.CONFIG_ERROR or e.outcome not in _RETRYABLE:
         c.finish(Phase.ERROR, f"attempt {e.number} could not run: {e.reason}")

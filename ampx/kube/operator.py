@@ -21,7 +21,7 @@ from ..core.models import GROUP, OWNER_LABEL, PLURAL, TASK_LABEL, VERSION, AmpTa
 from ..engine import Engine, parse_iso, utcnow
 from ..schedule import CiSchedule
 from ..record import record
-from ..settings import GitHubSettings, env
+from ..settings import GitHubSettings, env, register_env_secrets
 from .api import KubeApi, load_config
 from .jobs import KubeLauncher, KubeStore, WorkerSettings, ci_poll_seconds, to_task
 
@@ -52,6 +52,7 @@ def _forge():
 
 
 def build_state() -> OperatorState:
+    register_env_secrets()  # the App key (and a fallback token) never reach a status or log
     api = KubeApi(load_config())
     namespaces: dict[str, str] = {}
     history = None

@@ -22,7 +22,7 @@ from typing import Optional
 from ..core.models import ACTIVE_PHASES
 from ..engine import Engine, parse_iso, utcnow
 from ..schedule import CiSchedule
-from ..settings import GitHubSettings, env_int
+from ..settings import GitHubSettings, env_int, register_env_secrets
 from . import paths
 from .launcher import LocalLauncher
 from .store import LocalStore
@@ -99,6 +99,7 @@ def run_foreground() -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("urllib3", "github"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    register_env_secrets()  # excerpts and summaries it writes must not carry them
     lock = open(lock_path(), "w")
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -22,6 +22,7 @@ from ..agent.runner import AgentRun
 from ..core.models import AmpTask, AttemptOutcome, WorkerReport
 from ..core.repo import parse_repo
 from ..gitops.auth import GitAuth
+from ..gitops.credential_guard import files_with_secrets
 from ..gitops.git import GitError
 from ..gitops.message import attempt_message
 from ..gitops.repospec import remote_url
@@ -195,6 +196,14 @@ class Attempt:
                                    thread_id=thread, **tokens)
 
             changes = ws.changes()
+            leaked = files_with_secrets(ws.path, changes, [token, *(
+                os.environ.get(name) for name in (*profile.secret_env, "AMP_API_KEY",
+                                                  "AMPX_GITHUB_APP_PRIVATE_KEY"))])
+            if leaked:  # not a policy: a credential is never pushed
+                self.log(f"[ampx] credential guard: not pushing; a credential is in {', '.join(leaked)}")
+                return self.finish(Exit.TAMPERED, AttemptOutcome.TAMPERED,
+                                   "the change contains a credential", files=leaked,
+                                   thread_id=thread, **tokens)
             if spec.policy.tamper_guard:
                 bad = tamper_check(changes)
                 if bad:

@@ -115,7 +115,8 @@ def test_red_with_a_new_error_each_attempt_uses_every_attempt(world, backend):
     ])
     max_attempts = 3
     tid = create(backend, prompt, "Never converges", max_attempts=max_attempts)
-    t = wait(backend, tid, lambda t: not t.status.phase.active, timeout=120)
+    t = wait(backend, tid, lambda t: t.status.phase is not None and not t.status.phase.active,
+             timeout=120)
     st = t.status
     assert st.phase == Phase.NEEDS_REVIEW, st.summary
     assert st.attempts == max_attempts, st.summary
@@ -142,7 +143,8 @@ def test_commit_without_any_workflow_run_ends_in_error_after_the_grace_period(wo
 
     world.emulator.ci.hold(DEMO_REPO)
     tid = create(backend, "Add multiply\n" + GOOD, "No CI", limits=Limits(ci_grace_minutes=1))
-    t = wait(backend, tid, lambda t: not t.status.phase.active, timeout=110)
+    t = wait(backend, tid, lambda t: t.status.phase is not None and not t.status.phase.active,
+             timeout=110)
     st = t.status
     assert st.phase == Phase.ERROR, st.summary
     assert st.attempts == 1 and st.history[0].ci_conclusion == "missing"

@@ -4,7 +4,8 @@ One red-then-green story runs through the local runtime while the agent and CI d
 the agent's replies print the real secrets and token-shaped strings, and the failing unit test
 prints them into the CI log (so they reach the excerpt, the next prompt, the history). Then
 every file under AMPX_HOME, the exported history, the CLI's output, the task's status and the
-pull request are searched for them.
+pull request are searched for them. The same for the Kubernetes runtime: the operator's output,
+the pod logs, the AmpTasks, Jobs and Pods, the history database and the CLI.
 
 The secrets never appear verbatim in the task's prompt (the user's own text, shown by `ampx
 get`): the agent's reply breaks each one with a ``\\`` that the scripted agent drops, and the
@@ -196,7 +197,7 @@ def test_no_secret_in_anything_a_user_can_see(world, auth_mode, backend):
     decoy_agent = "ghp_" + _random(36)   # token-shaped strings the agent and CI print
     decoy_ci = "ghs_" + _random(36)
     agent_prints = [world.token, amp_key, decoy_agent]
-    ci_prints = [world.token, decoy_ci]  # the AMP key in a CI log: see the xfail test below
+    ci_prints = [world.token, decoy_ci]  # the AMP key in a CI log: see test_agent_key_printed_by_ci_is_masked
     sc = leaky_story(agent_prints, ci_prints)
     for x in agent_prints + ci_prints:
         assert x not in sc.prompt  # the user's own text does not hold them
@@ -226,10 +227,6 @@ def test_no_secret_in_anything_a_user_can_see(world, auth_mode, backend):
     assert not found, found
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "production bug: the supervisor builds CI excerpts (ampx/github/ci.py CiWatcher._red, "
-    "secrets=[token]) and writes status/history without registering AMP_API_KEY, so an agent "
-    "key without a known shape that a CI log prints is stored and shown unmasked"))
 @pytest.mark.parametrize("auth_mode", ["personal-token"], indirect=True)
 def test_agent_key_printed_by_ci_is_masked(world, auth_mode, backend):
     amp_key = os.environ["AMP_API_KEY"]

@@ -215,3 +215,18 @@ def test_the_new_thread_is_reported_before_the_turn_ends(world, store, tmp_path)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
+
+
+def test_a_change_that_contains_a_credential_is_never_pushed(world, store):
+    key = os.environ["AMP_API_KEY"]
+    task = new_task(store, f"Configure the client\n@fake write settings.py AMP_KEY = '{key}'\\n")
+    r = run_worker(task.name, 1)
+    assert r.returncode == Exit.TAMPERED, r.stdout + r.stderr
+    rep = store.get(task.name).status.reports["1"]
+    assert rep.outcome == AttemptOutcome.TAMPERED and rep.files == ["settings.py"]
+    assert rep.reason == "the change contains a credential"
+    assert remote_branch(world, task.spec.branch) is None, "nothing may be pushed"
+    assert key not in r.stdout
+    d = decide(task.spec, store.get(task.name).status,
+               ev.AttemptFailed(1, rep.outcome, rep.reason, files=tuple(rep.files)), NOW)
+    assert d.status.summary == "attempt 1 was not pushed: it contains a credential (settings.py)"
