@@ -96,17 +96,12 @@ def ci_event(obs: Any, sha: str, since: Optional[str], grace_minutes: int,
 
 
 def pr_body(task: AmpTask) -> str:
+    """The pull request's description: the task, every attempt with its CI run, the thread."""
+    from .github.pulls import AttemptRow, render_pr_body
+
     st = task.status
-    lines = [task.spec.prompt.strip(), "", "---", "", "| attempt | commit | CI |", "|---|---|---|"]
-    for rec in st.history:
-        ci = rec.ci_conclusion or "-"
-        if rec.ci_run_url:
-            ci = f"[{ci}]({rec.ci_run_url})"
-        lines.append(f"| {rec.number} | {rec.commit[:7] if rec.commit else '-'} | {ci} |")
-    if st.thread_id:
-        lines += ["", f"Amp thread: https://ampcode.com/threads/{st.thread_id}"]
-    lines += ["", f"Opened by ampx for task `{task.name}`."]
-    return "\n".join(lines)
+    rows = [AttemptRow(r.number, r.commit, r.ci_conclusion, r.ci_run_url) for r in st.history]
+    return render_pr_body(task.spec.prompt, rows, st.ci_run_url, st.thread_id, task_id=task.name)
 
 
 @dataclass

@@ -24,7 +24,7 @@ import requests
 
 from ampx.core import events as ev
 from ampx.core.repo import RepoRef
-from ampx.settings import env_int
+from ampx.schedule import PollSchedule, poll_interval  # noqa: F401  (re-exported)
 
 from .auth import TokenProvider
 from .client import ApiStats, Backoff, RestClient
@@ -48,45 +48,7 @@ RERUN_GRACE_SECONDS = 120.0
 
 # ----------------------------------------------------------------------------- schedule
 
-DEFAULT_FAST_SECONDS = 5
-DEFAULT_MAX_SECONDS = 60
-FAST_PHASE_SECONDS = 120.0
-MIDDLE_PHASE_SECONDS = 600.0
-MIDDLE_SECONDS = 15
-
-
-@dataclass(frozen=True)
-class PollSchedule:
-    """Fast right after a push, then slower: ``fast`` s for the first 2 min, 15 s up to
-    10 min, then ``maximum`` s. ``fast`` = AMPX_CI_POLL_SECONDS (5), ``maximum`` =
-    AMPX_CI_POLL_MAX_SECONDS (60); the middle step is clamped between the two."""
-
-    fast: float = DEFAULT_FAST_SECONDS
-    maximum: float = DEFAULT_MAX_SECONDS
-    fast_until: float = FAST_PHASE_SECONDS
-    middle_until: float = MIDDLE_PHASE_SECONDS
-    middle: float = MIDDLE_SECONDS
-
-    @classmethod
-    def from_env(cls) -> "PollSchedule":
-        fast = env_int("AMPX_CI_POLL_SECONDS", DEFAULT_FAST_SECONDS)
-        maximum = env_int("AMPX_CI_POLL_MAX_SECONDS", DEFAULT_MAX_SECONDS)
-        if fast <= 0 or maximum <= 0:
-            raise ValueError("AMPX_CI_POLL_SECONDS and AMPX_CI_POLL_MAX_SECONDS must be positive")
-        return cls(fast=fast, maximum=max(fast, maximum))
-
-    def interval(self, seconds_since_push: float) -> float:
-        fast = min(self.fast, self.maximum)
-        if seconds_since_push < self.fast_until:
-            return fast
-        if seconds_since_push < self.middle_until:
-            return min(max(self.middle, fast), self.maximum)
-        return self.maximum
-
-
-def poll_interval(seconds_since_push: float, schedule: Optional[PollSchedule] = None) -> float:
-    """Seconds until the next CI poll, ``seconds_since_push`` after the push."""
-    return (schedule or PollSchedule.from_env()).interval(seconds_since_push)
+# PollSchedule lives in ampx.schedule (the runtimes use it without the GitHub client).
 
 
 # ----------------------------------------------------------------------------- results

@@ -44,6 +44,7 @@ class AttemptRow:
     number: int
     commit: Optional[str]
     ci: Optional[str]  # CI conclusion: success, failure, ...
+    ci_url: Optional[str] = None  # that attempt's workflow run
 
 
 def render_pr_body(
@@ -62,7 +63,8 @@ def render_pr_body(
         parts += ["", "**Attempts**", "", "| # | Commit | CI |", "|---|--------|----|"]
         for r in rows:
             commit = f"`{r.commit[:12]}`" if r.commit else "—"
-            parts.append(f"| {r.number} | {commit} | {r.ci or '—'} |")
+            ci = f"[{r.ci or 'run'}]({r.ci_url})" if r.ci_url else (r.ci or "—")
+            parts.append(f"| {r.number} | {commit} | {ci} |")
     links = []
     if ci_run_url:
         links.append(f"CI run: {ci_run_url}")

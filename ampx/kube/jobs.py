@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from ..core.models import API_VERSION, ATTEMPT_LABEL, KIND, TASK_LABEL, AmpTask
 from ..core.observe import AttemptState
-from ..settings import env, env_int
+from ..settings import env
 from .api import KubeApi, KubeError
 
 JOB_SUFFIX = "-a"
@@ -248,6 +248,3 @@ def to_task(obj: dict, lenient: bool = False) -> AmpTask:
         data["spec"] = {k: v for k, v in data["spec"].items() if k not in bad}
         return AmpTask.model_validate(data)
 
-
-def ci_poll_seconds() -> tuple[int, int]:
-    return env_int("AMPX_CI_POLL_SECONDS", 5), env_int("AMPX_CI_POLL_MAX_SECONDS", 60)

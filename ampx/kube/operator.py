@@ -23,7 +23,7 @@ from ..schedule import CiSchedule
 from ..record import record
 from ..settings import GitHubSettings, env, register_env_secrets
 from .api import KubeApi, load_config
-from .jobs import KubeLauncher, KubeStore, WorkerSettings, ci_poll_seconds, to_task
+from .jobs import KubeLauncher, KubeStore, WorkerSettings, to_task
 
 log = logging.getLogger("ampx.operator")
 
@@ -69,8 +69,7 @@ def build_state() -> OperatorState:
     engine = Engine(store=KubeStore(api, namespaces),
                     launcher=KubeLauncher(api, WorkerSettings.from_env()),
                     forge=_forge(), on_change=on_change)
-    fast, slow = ci_poll_seconds()
-    return OperatorState(api, engine, namespaces, CiSchedule(fast=fast, slow=slow), history)
+    return OperatorState(api, engine, namespaces, CiSchedule(), history)
 
 
 @kopf.on.startup()

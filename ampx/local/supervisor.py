@@ -22,7 +22,7 @@ from typing import Optional
 from ..core.models import ACTIVE_PHASES
 from ..engine import Engine, parse_iso, utcnow
 from ..schedule import CiSchedule
-from ..settings import GitHubSettings, env_int, register_env_secrets
+from ..settings import GitHubSettings, register_env_secrets
 from . import paths
 from .launcher import LocalLauncher
 from .store import LocalStore
@@ -65,8 +65,7 @@ class Supervisor:
         self.store = store
         self.engine = Engine(store=store, launcher=launcher, forge=forge)
         self.tick_s = tick_s
-        self.schedule = CiSchedule(fast=env_int("AMPX_CI_POLL_SECONDS", 5),
-                                   slow=env_int("AMPX_CI_POLL_MAX_SECONDS", 60))
+        self.schedule = CiSchedule()
         self.stop = threading.Event()
 
     def step(self) -> None:

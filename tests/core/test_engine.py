@@ -109,7 +109,10 @@ def test_red_then_green_to_pr_and_reconcile_is_idempotent():
     eng.poll_ci("t1")
     st = store.tasks["t1"].status
     assert st.phase == Phase.SUCCESS and st.pr_url == "http://gh/pr/1"
-    assert "| 1 | aaaaaaa | [failure](http://gh/run/1) |" in forge.prs[0][3]
+    body = forge.prs[0][3]
+    assert "| 1 | `aaaaaaaaaaaa` | [failure](http://gh/run/1) |" in body
+    assert "| 2 | `bbbbbbbbbbbb` | [success](http://gh/run/1) |" in body
+    assert "> Fix it" in body and "Opened by ampx for task `t1`." in body
 
 
 def test_a_permanent_github_refusal_ends_in_error_with_the_reason():

@@ -21,7 +21,7 @@ from urllib.parse import unquote, urlencode
 
 from . import gitrepo, payloads
 from ._util import dumps, iso, utcnow
-from .auth import DOCS, ApiError, Principal, authenticate, new_token, not_found, requires_authentication
+from .auth import DOCS, ApiError, Principal, authenticate, not_found, requires_authentication
 from .ci import iter_run_logs
 from .state import LEVELS, Account, Job, PullRequest, RateBucket, Repo, Token, WorkflowRun, grants
 
