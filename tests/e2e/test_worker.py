@@ -230,3 +230,28 @@ def test_a_change_that_contains_a_credential_is_never_pushed(world, store):
     d = decide(task.spec, store.get(task.name).status,
                ev.AttemptFailed(1, rep.outcome, rep.reason, files=tuple(rep.files)), NOW)
     assert d.status.summary == "attempt 1 was not pushed: it contains a credential (settings.py)"
+
+
+def test_time_limit_keeps_the_work_and_ends_the_agent_group(world, store, tmp_path):
+    """The shortest limit a spec allows (1 min): the agent's whole group ends, the work is kept
+    as a WIP commit on the branch (without protected files) and the exit code says timeout."""
+    from ampx.core.models import Limits
+
+    pidfile = tmp_path / "agent.pids"
+    task = new_task(store, f"Long job\n@fake write calc.py # half done\\n\n@fake touch-workflow\n"
+                           f"@fake hang-stubborn {pidfile}", limits=Limits(attempt_timeout_minutes=1))
+    r = subprocess.run([sys.executable, "-m", "ampx", "worker", "--backend", "local",
+                        "--task", task.name, "--attempt", "1"], capture_output=True, text=True,
+                       timeout=150)
+    assert r.returncode == Exit.TIMEOUT, r.stdout + r.stderr
+    rep = store.get(task.name).status.reports["1"]
+    assert rep.outcome == AttemptOutcome.TIMEOUT and rep.reason == "time limit of 1 min reached"
+    assert rep.commit and remote_branch(world, task.spec.branch) == rep.commit
+    files = subprocess.run(["git", "--git-dir", str(world.emulator.git_path(DEMO_REPO)), "show",
+                            "--name-only", "--format=%s", rep.commit], capture_output=True,
+                           text=True).stdout.split()
+    assert files[:2] == ["ampx:", "WIP"] and "calc.py" in files
+    assert ".github/workflows/ci.yml" not in files, "protected files stay out of the WIP commit"
+    for pid in (int(p) for p in pidfile.read_text().split()):  # SIGKILL got even the stubborn ones
+        assert not Path(f"/proc/{pid}").exists() or \
+            Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()[0] == "Z"

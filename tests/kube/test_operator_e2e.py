@@ -169,6 +169,37 @@ def test_operator_restart_mid_flight_creates_no_duplicate(cluster):
     assert cluster.kubelet.starts[f"{run.task_id}-a2"] == 1
 
 
+def test_operator_restart_while_waiting_on_ci_loses_no_result(cluster):
+    """The operator is down while CI runs and finishes red: the next operator reads the red
+    result, starts attempt 2 exactly once and opens exactly one PR."""
+    backend = KubeBackend()
+    slow_test = unit_test_file("divide", "divide(6, 3)", "2").replace(
+        "    def test_divide(self):\n", "    def test_divide(self):\n        import time; time.sleep(4)\n")
+    sc = Scenario(
+        key="restart-ci", title="Add divide with slow CI",
+        prompt="Add divide.\n" + write("calc.py", calc_with("def divide(a, b):\n    return a * b"))
+        + "\n" + write("test_divide.py", slow_test) + "\n"
+        + '@fake when "AssertionError: 18 != 2" write calc.py '
+        + calc_with("def divide(a, b):\n    return a / b").replace("\n", "\\n"),
+        expect_phase="success", expect_attempts=2, expect_pr="open")
+    run = start(backend, sc)
+    cluster.server.wait_for(
+        lambda: (lambda t: t.status.stage and t.status.stage.value == "ci")(backend.get(run.task_id)),
+        timeout=60, message="attempt 1 pushed; waiting on CI")
+    cluster.operator.stop(grace=0)  # the operator dies while CI runs
+    runs = cluster.world.emulator.ci.runs(DEMO_REPO)
+    cluster.server.wait_for(lambda: all(r.conclusion for r in cluster.world.emulator.ci.runs(DEMO_REPO))
+                            and cluster.world.emulator.ci.runs(DEMO_REPO), timeout=60,
+                            message="CI finished red while no operator was watching")
+    assert backend.get(run.task_id).status.attempts == 1 and len(runs) <= 1
+    cluster.start_operator()
+    wait_all(backend, [run], timeout=120)
+    assert_story(cluster.world, run, HistoryDB(cluster.history_path))
+    assert "AssertionError: 18 != 2" in run.task.status.history[1].prompt
+    assert cluster.kubelet.starts[f"{run.task_id}-a1"] == 1
+    assert cluster.kubelet.starts[f"{run.task_id}-a2"] == 1
+
+
 def test_abort_continue_and_cli_listing(cluster):
     env = cluster.server.env(AMPX_BACKEND="kube", AMPX_OWNER="alice")
 
