@@ -40,6 +40,10 @@ from .github.errors import GitHubError, RetryLater
 log = logging.getLogger("ampx.engine")
 
 
+class Deferred(RetryLater):
+    """An action GitHub asked us to hold off (Retry-After) and whose time has not come."""
+
+
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
@@ -113,6 +117,9 @@ class Engine:
     clock: Callable[[], dt.datetime] = utcnow
     _locks: dict[str, threading.Lock] = field(default_factory=lambda: defaultdict(threading.Lock))
     _guard: threading.Lock = field(default_factory=threading.Lock)
+    # (task, action) -> not before: a GitHub action answered "retry later" is not repeated on
+    # every tick, only when GitHub said (Retry-After, rate-limit reset, back-off)
+    _not_before: dict[tuple[str, str], dt.datetime] = field(default_factory=dict)
 
     def lock(self, name: str) -> threading.Lock:
         with self._guard:
@@ -132,7 +139,8 @@ class Engine:
             try:
                 follow = self.perform(task, action)
             except RetryLater as exc:  # the status says it is due: `ensure` repeats it later
-                log.info("task %s: %s deferred: %s", task.name, type(action).__name__, exc)
+                if not isinstance(exc, Deferred):
+                    log.info("task %s: %s deferred: %s", task.name, type(action).__name__, exc)
                 continue
             if follow is not None:
                 task, _ = self.apply(task, follow)
@@ -144,14 +152,23 @@ class Engine:
         A permanent GitHub refusal becomes an event for the core to judge; a transient one
         (RetryLater) propagates and the action is retried from the status later.
         """
+        key = (task.name, type(action).__name__)
+        wait = (self._not_before[key] - self.clock()).total_seconds() if key in self._not_before else 0
+        if wait > 0:
+            raise Deferred(wait, f"{key[1]} held off until GitHub's retry time")
         try:
-            return self._perform(task, action)
+            result = self._perform(task, action)
+        except RetryLater as exc:
+            self._not_before[key] = self.clock() + dt.timedelta(seconds=exc.seconds)
+            raise
         except GitHubError as exc:
             what = {OpenPullRequest: "pr", MergePullRequest: "merge",
                     RerunFailedJobs: "rerun"}.get(type(action))
             if what is None:
                 raise
             return ev.ForgeFailed(what, str(exc))
+        self._not_before.pop(key, None)
+        return result
 
     def _perform(self, task: AmpTask, action: Action) -> Optional[ev.Event]:
         if isinstance(action, StartAttempt):
@@ -236,7 +253,8 @@ class Engine:
                     if follow is not None:
                         self.apply(task, follow)
             except RetryLater as exc:
-                log.info("task %s: %s deferred: %s", task.name, type(action).__name__, exc)
+                if not isinstance(exc, Deferred):
+                    log.info("task %s: %s deferred: %s", task.name, type(action).__name__, exc)
             except Exception as exc:  # one task's failure must not stop the loop
                 log.warning("task %s: %s failed: %s", task.name, type(action).__name__, exc)
 

@@ -242,7 +242,16 @@ class AppAuth(TokenProvider):
             if self._fresh(cached):
                 assert cached is not None
                 return cached.token
-            token, expires_at = self._mint(inst, repo)
+            try:
+                token, expires_at = self._mint(inst, repo)
+            except RetryLater as exc:
+                # renewing early is a courtesy: while the cached token still has a minute,
+                # a GitHub hiccup must not stop the caller (the next call tries again)
+                if cached is not None and cached.expires_at - self.clock() > 60:
+                    log.info("token renewal for %s deferred (%s); the cached token has %.0f s left",
+                             repo.full_name, exc, cached.expires_at - self.clock())
+                    return cached.token
+                raise
             self._tokens[(inst, key)] = _Cached(token, expires_at, inst)
             return token
 

@@ -231,9 +231,18 @@ def test_a_rerun_hit_by_a_transient_error_is_repeated_and_costs_no_attempt():
     eng.reconcile("t1")
     store.report("t1", 1, outcome="pushed", commit="a" * 40)
     eng.reconcile("t1")
-    # red -> re-run requested, GitHub answers 502; the retry in `ensure` goes through
+    # red -> re-run requested, GitHub answers 502 (retry in 5 s): not repeated before that
     forge.answers = [("red", "boom")]
     eng.poll_ci("t1")
+    st = store.tasks["t1"].status
+    assert calls == [1] and st.ci.rerun_requested and not st.ci.rerun_sent
+    forge.answers = [("red", "boom")]
+    clock[0] += dt.timedelta(seconds=2)
+    eng.poll_ci("t1")  # still red (the re-run never started): not counted, not re-sent yet
+    assert calls == [1] and store.tasks["t1"].status.attempts == 1
+    forge.answers = [("red", "boom")]
+    clock[0] += dt.timedelta(seconds=3)
+    eng.poll_ci("t1")  # GitHub's retry time has come: sent again, and accepted
     st = store.tasks["t1"].status
     assert calls == [1, 1] and st.ci.rerun_sent and st.attempts == 1
     forge.answers = [("green", "")]
@@ -241,3 +250,33 @@ def test_a_rerun_hit_by_a_transient_error_is_repeated_and_costs_no_attempt():
     st = store.tasks["t1"].status
     assert st.phase == Phase.SUCCESS and st.history[0].flaky is True
     assert launcher.started == [1], "the flaky job cost no agent attempt"
+
+
+def test_a_pull_request_github_defers_is_retried_when_github_says_not_every_tick():
+    from ampx.github.errors import RetryLater
+
+    eng, store, launcher, forge, clock = setup()
+    calls = []
+    real_open = forge.open_or_adopt_pr
+
+    def open_pr(*a):
+        calls.append(clock[0])
+        if len(calls) == 1:
+            raise RetryLater(30, "secondary rate limit")
+        return real_open(*a)
+
+    forge.open_or_adopt_pr = open_pr
+    eng.reconcile("t1")
+    store.report("t1", 1, outcome="pushed", commit="a" * 40)
+    eng.reconcile("t1")
+    forge.answers = [("green", "")]
+    eng.poll_ci("t1")
+    assert len(calls) == 1 and store.tasks["t1"].status.stage == Stage.PR
+    for _ in range(5):  # the runtime's ticks during the 30 s
+        clock[0] += dt.timedelta(seconds=5)
+        eng.reconcile("t1")
+    assert len(calls) == 1, "GitHub asked for 30 s"
+    clock[0] += dt.timedelta(seconds=5)
+    eng.reconcile("t1")
+    st = store.tasks["t1"].status
+    assert len(calls) == 2 and st.phase == Phase.SUCCESS and st.pr_url == "http://gh/pr/1"

@@ -207,3 +207,20 @@ def test_installation_without_actions_write_gets_a_clear_permission_error(sandbo
         sandbox.auth().token_for(REPO)
     assert exc.value.status == 422
     assert "'actions': 'write'" in str(exc.value) and "acme/widgets" in str(exc.value)
+
+
+def test_a_failed_early_renewal_keeps_using_the_valid_token(sandbox) -> None:
+    from ampx.github.errors import RetryLater
+
+    offset = [0.0]
+    auth = sandbox.auth(clock=lambda: time.time() + offset[0])
+    first = auth.token_for(REPO)
+    expires = auth.expires_at(REPO)
+    offset[0] = expires - time.time() - 200  # due for renewal, 200 s of validity left
+    sandbox.emu.faults.fail_next(1, 502, path=r"/access_tokens$")
+    assert auth.token_for(REPO) == first, "a GitHub hiccup while renewing early is not an error"
+    offset[0] = expires - time.time() - 30  # 30 s left: too close to lend it out
+    sandbox.emu.faults.fail_next(1, 502, path=r"/access_tokens$")
+    with pytest.raises(RetryLater):
+        auth.token_for(REPO)
+    assert auth.token_for(REPO) != first  # GitHub is back: renewed
