@@ -73,3 +73,34 @@ def test_config_selects_the_runtime(ampx, world):
     assert ampx("ls", AMPX_BACKEND="local").returncode == 0
     r = ampx("config", "set", "backend", "cloud")
     assert r.returncode == 1 and r.stderr.startswith("error: ")
+
+
+def test_a_terminal_gets_a_rich_table_and_a_pipe_plain_text(ampx, world):
+    import pty
+    import select
+
+    r = ampx("start", "--repo", "demo/calculator", "--task", "Wait\n@fake sleep 30", "-o", "name")
+    tid = r.stdout.strip().removeprefix("amptask/")
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "ampx", "ls"], stdout=slave, stderr=slave,
+                            env=dict(os.environ, COLUMNS="200", TERM="xterm-256color"))
+    os.close(slave)
+    out = b""
+    while True:
+        ready, _, _ = select.select([master], [], [], 30)
+        if not ready:
+            break
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        out += chunk
+    proc.wait(timeout=30)
+    os.close(master)
+    text = out.decode("utf-8", "replace")
+    assert proc.returncode == 0, text
+    assert "\x1b[" in text and tid in text, "styled (rich) on a terminal"
+    piped = ampx("ls").stdout
+    assert "\x1b[" not in piped and piped.startswith("ID ") and tid in piped
