@@ -14,9 +14,13 @@ MASK = "***"
 
 # Registered values shorter than this would mask ordinary words; they are ignored.
 _MIN_SECRET_LEN = 6
+# A long-lived operator registers a fresh installation token every hour per repository: keep
+# the newest this many (older tokens have long expired, and their shape is masked anyway).
+_MAX_REGISTERED = 512
 
 _lock = threading.Lock()
-_registered: set[str] = set()
+_registered: dict[str, None] = {}  # insertion-ordered: the oldest is dropped first
+_pinned: set[str] = set()  # the process's own credentials (keys from its environment): kept
 _registered_re: re.Pattern[str] | None = None
 
 # (pattern, replacement). Replacements keep the label so a reader still sees what was hidden.
@@ -66,16 +70,26 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [
 ]
 
 
-def register_secret(value: str | None) -> None:
-    """Mask this exact value wherever it appears from now on (too short or empty: ignored)."""
+def register_secret(value: str | None, pinned: bool = False) -> None:
+    """Mask this exact value wherever it appears from now on (too short or empty: ignored).
+
+    `pinned` values (long-lived credentials) are never dropped to make room."""
     global _registered_re
     if not value or len(value) < _MIN_SECRET_LEN:
         return
     with _lock:
-        if value in _registered:
+        if value in _registered or value in _pinned:
+            if pinned and value in _registered:
+                del _registered[value]
+                _pinned.add(value)
             return
-        _registered.add(value)
-        alternatives = sorted(_registered, key=len, reverse=True)
+        if pinned:
+            _pinned.add(value)
+        else:
+            _registered[value] = None
+            while len(_registered) > _MAX_REGISTERED:
+                del _registered[next(iter(_registered))]
+        alternatives = sorted({*_registered, *_pinned}, key=len, reverse=True)
         _registered_re = re.compile("|".join(re.escape(v) for v in alternatives))
 
 
@@ -84,6 +98,7 @@ def clear_registered_secrets() -> None:
     global _registered_re
     with _lock:
         _registered.clear()
+        _pinned.clear()
         _registered_re = None
 
 

@@ -65,7 +65,7 @@ def register_env_secrets() -> None:
     for profile in BUILTIN_PROFILES.values():
         names.update(profile.secret_env)
     for name in sorted(names):
-        register_secret(os.environ.get(name))
+        register_secret(os.environ.get(name), pinned=True)
 
 
 def env(name: str, default: Optional[str] = None) -> Optional[str]:

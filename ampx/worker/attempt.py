@@ -138,7 +138,7 @@ class Attempt:
             key = os.environ.get("AMP_API_KEY")
             if not key:
                 raise ConfigProblem("AMP_API_KEY is not set (mount it from a Secret)")
-            register_secret(key)
+            register_secret(key, pinned=True)
         repo = parse_repo(spec.repo)
         gh = GitHubSettings.from_env()
         try:

@@ -72,3 +72,15 @@ def test_registered_secrets_and_idempotence():
     once = redact(f"token=ghp_{GH} and plain-secret-value")
     assert redact(once) == once
     assert redact(None) is None
+
+
+def test_registered_secrets_are_bounded_keeping_the_newest():
+    from ampx import redact as r
+
+    register_secret("the-agents-api-key", pinned=True)
+    values = [f"token-value-{i:05d}" for i in range(r._MAX_REGISTERED + 10)]
+    for v in values:
+        register_secret(v)
+    assert redact(values[-1]) == "***" and redact(values[10]) == "***"
+    assert redact(values[0]) == values[0], "the oldest registrations make room"
+    assert redact("the-agents-api-key") == "***", "a pinned credential is never dropped"
