@@ -45,7 +45,9 @@ log = logging.getLogger(__name__)
 
 #: What an installation token is restricted to. ``contents: write`` clones, pushes and merges,
 #: ``pull_requests: write`` opens PRs, ``actions: read`` would read runs, jobs and logs, but
-#: re-running failed jobs (the flaky guard) needs ``actions: write`` on GitHub.
+#: re-running failed jobs (the flaky guard) needs ``actions: write`` on GitHub. An App installed
+#: with the PRD's ``actions: read`` still works: its tokens fall back to read (see `_mint`), and
+#: only the flaky guard's re-runs are refused, with a summary saying so.
 DEFAULT_PERMISSIONS: dict[str, str] = {
     "contents": "write",
     "pull_requests": "write",
@@ -149,6 +151,8 @@ class AppAuth(TokenProvider):
         self._inst_locks: dict[int, threading.Lock] = {}
         self._installations: dict[str, int] = {}
         self._tokens: dict[tuple[int, str], _Cached] = {}
+        # installations that granted less than asked (actions: read): what they do grant
+        self._granted: dict[int, dict[str, str]] = {}
         #: Counters for tests and diagnostics.
         self.token_requests = 0
         self.installation_lookups = 0
@@ -258,7 +262,8 @@ class AppAuth(TokenProvider):
     def _mint(self, inst: int, repo: RepoRef) -> tuple[str, float]:
         path = f"/app/installations/{inst}/access_tokens"
         what = f"POST {path} for {repo.full_name}"
-        body = {"repositories": [repo.name], "permissions": self.permissions}
+        permissions = self._granted.get(inst, self.permissions)
+        body = {"repositories": [repo.name], "permissions": permissions}
         self.token_requests += 1
         try:
             data = self._app_request("POST", path, what, json=body)
@@ -272,10 +277,18 @@ class AppAuth(TokenProvider):
                 status=404,
             ) from None
         except GitHubError as exc:
+            reduced = {**permissions, "actions": "read"}
+            if exc.status == 422 and permissions.get("actions") == "write":
+                log.warning(
+                    "installation %s of GitHub App %s grants actions: read only; the flaky "
+                    "guard cannot re-run failed jobs in %s (grant Actions: read & write to "
+                    "enable it)", inst, self.app_id, repo.full_name)
+                self._granted[inst] = reduced
+                return self._mint(inst, repo)
             if exc.status == 422:
                 raise GitHubPermissionError(
                     f"GitHub App {self.app_id} cannot get a token for {repo.full_name} with "
-                    f"permissions {self.permissions}: {exc} (grant them in the App's settings "
+                    f"permissions {permissions}: {exc} (grant them in the App's settings "
                     "and accept them on the installation)",
                     status=422,
                 ) from None

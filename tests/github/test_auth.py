@@ -196,17 +196,33 @@ def test_token_request_asks_for_one_repository_and_exactly_the_needed_permission
     assert stored.repos == {"acme/widgets"}
 
 
-def test_installation_without_actions_write_gets_a_clear_permission_error(sandbox) -> None:
-    """actions: write is requested, not merely read: an installation that granted only read
-    cannot hand out ampx's token, and the error names what to grant."""
+def test_an_installation_granting_actions_read_only_still_works_without_reruns(sandbox) -> None:
+    """The PRD's permissions (actions: read): tokens fall back to read, everything but the
+    flaky guard's re-run works, and the re-run's refusal is a clear permanent error."""
     from ampx.github.errors import GitHubPermissionError
 
     sandbox.emu.install_app(sandbox.app_id, REPO.full_name, permissions={
         "contents": "write", "pull_requests": "write", "actions": "read"})
+    auth = sandbox.auth()
+    token = auth.token_for(REPO)
+    assert auth.token_requests == 2  # asked for write, then took what the installation grants
+    from ampx.sandbox.github_emulator.auth import digest
+
+    assert sandbox.emu.store.tokens[digest(token)].permissions["actions"] == "read"
+    sha = sandbox.push("amp/x-abc123", {".github/workflows/ci.yml": sandbox.workflow("CI", ["exit 1"])})
+    svc = GitHubService(auth, sandbox.emu.api_url)
+    obs = sandbox.wait_ci(lambda: svc.poll_ci(REPO, sha))  # reading runs and logs: fine
+    assert obs.state == "red" and obs.run_id and obs.excerpt
+    with pytest.raises(GitHubPermissionError):
+        svc.rerun_failed_jobs(REPO, obs.run_id)
+    auth.invalidate(REPO)
+    auth.token_for(REPO)
+    assert auth.token_requests == 3, "the reduced grant is remembered: one request per renewal"
+
+    sandbox.emu.install_app(sandbox.app_id, "acme/other", permissions={"contents": "read"})
     with pytest.raises(GitHubPermissionError) as exc:
-        sandbox.auth().token_for(REPO)
-    assert exc.value.status == 422
-    assert "'actions': 'write'" in str(exc.value) and "acme/widgets" in str(exc.value)
+        auth.token_for(RepoRef("acme", "other"))
+    assert exc.value.status == 422 and "acme/other" in str(exc.value)
 
 
 def test_a_failed_early_renewal_keeps_using_the_valid_token(sandbox) -> None:
