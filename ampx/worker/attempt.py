@@ -86,6 +86,7 @@ class Attempt:
         self.out = out or sys.stdout
         self.stop_requested = threading.Event()
         self.agent: Optional[AgentRun] = None
+        self.secrets: list[Optional[str]] = []  # what must never be pushed (credential guard)
 
     # ------------------------------------------------------------------ logging and reporting
     def log(self, line: str) -> None:
@@ -157,6 +158,8 @@ class Attempt:
 
     def _in_workspace(self, task, spec, prompt, profile, agent_env, repo, gh, token,
                       root: Path) -> AttemptResult:
+        self.secrets = [token, *(os.environ.get(name) for name in (
+            *profile.secret_env, "AMP_API_KEY", "AMPX_GITHUB_APP_PRIVATE_KEY"))]
         with GitAuth(token) as auth:
             try:
                 ws = Workspace.clone(remote_url(gh.git_url, repo.full_name), root / "repo",
@@ -196,9 +199,7 @@ class Attempt:
                                    thread_id=thread, **tokens)
 
             changes = ws.changes()
-            leaked = files_with_secrets(ws.path, changes, [token, *(
-                os.environ.get(name) for name in (*profile.secret_env, "AMP_API_KEY",
-                                                  "AMPX_GITHUB_APP_PRIVATE_KEY"))])
+            leaked = files_with_secrets(ws.path, changes, self.secrets)
             if leaked:  # not a policy: a credential is never pushed
                 self.log(f"[ampx] credential guard: not pushing; a credential is in {', '.join(leaked)}")
                 return self.finish(Exit.TAMPERED, AttemptOutcome.TAMPERED,
@@ -237,6 +238,11 @@ class Attempt:
         if task.spec.policy.keep_work_on_stop:
             name, email = identity()
             try:
+                leaked = files_with_secrets(ws.path, ws.changes(), self.secrets)
+                if leaked:  # the WIP commit keeps the work, never a credential
+                    ws.revert_paths(leaked)
+                    self.log(f"[ampx] WIP commit leaves out (a credential is in them): "
+                             f"{', '.join(leaked)}")
                 wip = ws.commit_wip(name, email, task.spec.display_title(), self.number, task.name)
                 commit = wip.sha if wip.pushed else None
                 if commit:

@@ -238,7 +238,9 @@ def test_time_limit_keeps_the_work_and_ends_the_agent_group(world, store, tmp_pa
     from ampx.core.models import Limits
 
     pidfile = tmp_path / "agent.pids"
+    key = os.environ["AMP_API_KEY"]
     task = new_task(store, f"Long job\n@fake write calc.py # half done\\n\n@fake touch-workflow\n"
+                           f"@fake write settings.py KEY = '{key}'\\n\n"
                            f"@fake hang-stubborn {pidfile}", limits=Limits(attempt_timeout_minutes=1))
     r = subprocess.run([sys.executable, "-m", "ampx", "worker", "--backend", "local",
                         "--task", task.name, "--attempt", "1"], capture_output=True, text=True,
@@ -252,6 +254,7 @@ def test_time_limit_keeps_the_work_and_ends_the_agent_group(world, store, tmp_pa
                            text=True).stdout.split()
     assert files[:2] == ["ampx:", "WIP"] and "calc.py" in files
     assert ".github/workflows/ci.yml" not in files, "protected files stay out of the WIP commit"
+    assert "settings.py" not in files, "a file with a credential stays out of the WIP commit"
     for pid in (int(p) for p in pidfile.read_text().split()):  # SIGKILL got even the stubborn ones
         assert not Path(f"/proc/{pid}").exists() or \
             Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()[0] == "Z"
