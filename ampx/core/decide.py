@@ -539,6 +539,13 @@ def _conditions(st: AmpTaskStatus, now: str) -> None:
     _condition(st, "Succeeded", st.phase == Phase.SUCCESS, reason, now)
 
 
+def invalid_spec_status(problem: str, now: str) -> AmpTaskStatus:
+    """The status of a task whose spec ampx cannot run: `error`, finished, with the reason."""
+    st = AmpTaskStatus(phase=Phase.ERROR, stage=Stage.IDLE, summary=problem, updated_at=now)
+    _conditions(st, now)
+    return st
+
+
 def decide(spec: AmpTaskSpec, status: AmpTaskStatus, event: ev.Event, now: str) -> Decision:
     """Apply one event. The input status is never mutated."""
     handler = _HANDLERS.get(type(event))

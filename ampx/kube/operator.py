@@ -18,12 +18,13 @@ import kopf
 
 from ..core.ids import default_branch
 from ..core.models import GROUP, OWNER_LABEL, PLURAL, TASK_LABEL, VERSION, AmpTaskSpec, spec_problem
-from ..engine import Engine, parse_iso, utcnow
+from ..core.decide import invalid_spec_status
+from ..engine import Engine, iso, parse_iso, utcnow
 from ..schedule import CiSchedule
 from ..record import record
 from ..settings import GitHubSettings, env, register_env_secrets
 from .api import KubeApi, load_config
-from .jobs import KubeLauncher, KubeStore, WorkerSettings, to_task
+from .jobs import KubeLauncher, KubeStore, WorkerSettings, status_patch, to_task
 
 log = logging.getLogger("ampx.operator")
 
@@ -109,8 +110,8 @@ def _refuse_invalid(op: OperatorState, body: Any, name: str, namespace: str) -> 
         return False
     status = body.get("status") or {}
     if status.get("phase") != "error" or status.get("summary") != problem:
-        op.api.patch_task_status(namespace, name, {"phase": "error", "stage": "idle",
-                                                   "summary": problem})
+        op.api.patch_task_status(namespace, name,
+                                 status_patch(invalid_spec_status(problem, iso(utcnow()))))
         log.warning("task %s: %s", name, problem)
     return True
 

@@ -299,3 +299,11 @@ def test_conditions_for_kubectl_wait():
     cond = {c.type: c for c in st.conditions}
     assert cond["Finished"].status == "True" and cond["Succeeded"].status == "True"
     assert cond["Succeeded"].reason == "Success" and cond["Succeeded"].message == st.summary
+
+
+def test_a_spec_ampx_cannot_run_is_an_error_that_is_finished():
+    from ampx.core.decide import invalid_spec_status
+
+    st = invalid_spec_status("invalid spec.branch: no", NOW)
+    assert st.phase == Phase.ERROR and st.stage == Stage.IDLE and st.summary == "invalid spec.branch: no"
+    assert {c.type: c.status for c in st.conditions} == {"Finished": "True", "Succeeded": "False"}

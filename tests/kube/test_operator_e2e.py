@@ -331,6 +331,8 @@ def test_kubectl_created_task_gets_defaults_and_bad_specs_are_refused(cluster):
         lambda: (lambda t: t if t.status.phase else None)(backend.get("01jkubectl00000000000000003")),
         timeout=30, message="refused")
     assert task.status.phase == Phase.ERROR and task.status.attempts == 0
+    assert {c.type: c.status for c in task.status.conditions} == {"Finished": "True",
+                                                                  "Succeeded": "False"}
     assert task.status.summary == ("invalid spec.branch: branch name 'amp/x.lock' must not end "
                                    "with '/', '.' or '.lock'")
     assert not [j for j in cluster.server.objects(JOBS)
