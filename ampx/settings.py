@@ -56,16 +56,22 @@ ENV_VARS: dict[str, tuple[str, str]] = {
 SECRET_ENV_VARS = ("AMPX_GITHUB_APP_PRIVATE_KEY", "GITHUB_TOKEN", "AMP_API_KEY")
 
 
-def register_env_secrets() -> None:
-    """Mask the values of the credential variables this process holds (and the agents')."""
+def credential_values() -> list[str]:
+    """The values of the credential variables this process holds (ampx's and the agents')."""
     from .agent.profiles import BUILTIN_PROFILES
-    from .redact import register_secret
 
     names = set(SECRET_ENV_VARS)
     for profile in BUILTIN_PROFILES.values():
         names.update(profile.secret_env)
-    for name in sorted(names):
-        register_secret(os.environ.get(name), pinned=True)
+    return [value for name in sorted(names) if (value := os.environ.get(name))]
+
+
+def register_env_secrets() -> None:
+    """Mask the values of the credential variables this process holds."""
+    from .redact import register_secret
+
+    for value in credential_values():
+        register_secret(value, pinned=True)
 
 
 def env(name: str, default: Optional[str] = None) -> Optional[str]:

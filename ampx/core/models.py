@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 from typing import Annotated, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
 GROUP = "ampx.dev"
@@ -327,8 +327,6 @@ def spec_problem(spec: dict) -> Optional[str]:
     The CRD refuses almost every bad spec; this catches what its schema cannot say (and specs
     stored before a stricter schema), so the operator can set `error` instead of failing
     quietly on every event."""
-    from pydantic import ValidationError
-
     try:
         AmpTaskSpec.model_validate(spec)
     except ValidationError as exc:

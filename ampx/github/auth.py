@@ -277,13 +277,12 @@ class AppAuth(TokenProvider):
                 status=404,
             ) from None
         except GitHubError as exc:
-            reduced = {**permissions, "actions": "read"}
             if exc.status == 422 and permissions.get("actions") == "write":
                 log.warning(
                     "installation %s of GitHub App %s grants actions: read only; the flaky "
                     "guard cannot re-run failed jobs in %s (grant Actions: read & write to "
                     "enable it)", inst, self.app_id, repo.full_name)
-                self._granted[inst] = reduced
+                self._granted[inst] = {**permissions, "actions": "read"}
                 return self._mint(inst, repo)
             if exc.status == 422:
                 raise GitHubPermissionError(

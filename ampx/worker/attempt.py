@@ -29,7 +29,7 @@ from ..gitops.repospec import remote_url
 from ..gitops.tamper import tamper_check
 from ..gitops.workspace import BaseBranchMissing, PushRejected, PushTransportError, Workspace
 from ..redact import redact, register_secret
-from ..settings import GitHubSettings, env
+from ..settings import GitHubSettings, credential_values, env
 from .harden import forbid_inspection
 
 
@@ -158,8 +158,8 @@ class Attempt:
 
     def _in_workspace(self, task, spec, prompt, profile, agent_env, repo, gh, token,
                       root: Path) -> AttemptResult:
-        self.secrets = [token, *(os.environ.get(name) for name in (
-            *profile.secret_env, "AMP_API_KEY", "AMPX_GITHUB_APP_PRIVATE_KEY"))]
+        self.secrets = [token, *credential_values(), *(
+            os.environ.get(name) for name in profile.secret_env)]
         with GitAuth(token) as auth:
             try:
                 ws = Workspace.clone(remote_url(gh.git_url, repo.full_name), root / "repo",
