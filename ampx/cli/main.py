@@ -476,7 +476,7 @@ def config_view():
               help="Where to put the demo's files (default: a temporary directory).")
 @click.option("--timeout", default=300, show_default=True, help="Give up after this many seconds.")
 def demo(keep, workdir, timeout):
-    """Run five tasks end to end offline (GitHub stand-in, scripted agent, local runtime)."""
+    """Run six tasks end to end offline (GitHub stand-in, scripted agent, local runtime)."""
     from ..sandbox.demo import run_demo
 
     sys.exit(run_demo(keep=keep, workdir=workdir, timeout_s=timeout))

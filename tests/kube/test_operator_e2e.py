@@ -32,7 +32,8 @@ class Cluster:
     def __init__(self, world, server, kubelet, spawn, tmp_path):
         self.world, self.server, self.kubelet, self.spawn = world, server, kubelet, spawn
         app = world.emulator.create_app()
-        world.emulator.install_app(app.app_id, DEMO_REPO)
+        for repo in world.repos:  # the demo project, and its pull-request-only twin
+            world.emulator.install_app(app.app_id, repo)
         server.create_secret("gh-app", {"private-key.pem": app.private_key_pem})
         server.create_secret("amp-api", {"api-key": world.env["AMP_API_KEY"]})
         keyfile = tmp_path / "app.pem"
