@@ -92,6 +92,13 @@ def process_event(status: AmpTaskStatus, seen: AttemptState) -> Optional[ev.Even
     return None
 
 
+def pr_comment_due(status: AmpTaskStatus) -> bool:
+    """A task left for review on a draft pull request whose summary comment is not there yet
+    (the runtimes keep looking at such a finished task until it is)."""
+    return (status.phase == Phase.NEEDS_REVIEW and status.pr_state == "draft"
+            and status.pr_number is not None and status.pr_commented != status.attempts)
+
+
 def resume_actions(spec: AmpTaskSpec, status: AmpTaskStatus) -> list[Action]:
     """Actions that must be in effect for this status; carrying them out again is harmless.
 
@@ -117,8 +124,8 @@ def resume_actions(spec: AmpTaskSpec, status: AmpTaskStatus) -> list[Action]:
         return []
     if status.phase == Phase.ABORTED and n:
         return [StopAttempt(n)]
-    if (status.phase == Phase.NEEDS_REVIEW and status.pr_state == "draft"
-            and status.pr_number is not None and status.pr_commented != n):
+    if pr_comment_due(status):
+        assert status.pr_number is not None
         return [CommentPullRequest(status.pr_number, n)]
     if status.phase == Phase.SUCCESS and status.pr_state == "merging" and status.pr_number:
         return [

@@ -203,3 +203,32 @@ def test_pull_request_only_ci_with_ci_trigger_push_ends_at_once_naming_the_workf
     assert "on pull_request: tests.yml; use --ci-trigger auto" in t.status.summary
     assert "workflows read: ready.yml, tests.yml" in t.status.summary
     assert world.emulator.pulls(PR_ONLY_REPO) == []
+
+
+def test_pull_request_only_ci_left_for_review_then_continued_on_the_same_draft(world, backend):
+    """needs_review leaves the draft open with one comment summarising the attempts; `continue`
+    reuses that draft, and green marks it ready for review."""
+    from ampx.sandbox.scenarios import MODULO_BUG, MODULO_OK, unit_test_file
+    from ampx.sandbox.world import PR_ONLY_REPO
+
+    tid = new_task_id()
+    prompt = ("Add modulo\n" + write("calc.py", calc_with(MODULO_BUG)) + "\n"
+              + write("test_modulo.py", unit_test_file("modulo", "modulo(7, 3)", "1")))
+    spec = AmpTaskSpec(repo=PR_ONLY_REPO, prompt=prompt, title="Review me", max_attempts=1)
+    backend.create(tid, spec.model_copy(update={"branch": default_branch("Review me", tid)}),
+                   owner_name())
+    t = wait(backend, tid, lambda t: t.status.phase == Phase.NEEDS_REVIEW and t.status.pr_commented)
+    pr = world.emulator.pulls(PR_ONLY_REPO)[0]
+    assert pr.draft is True and pr.state == "open" and t.status.pr_state == "draft"
+    comments = world.emulator.comments(PR_ONLY_REPO, pr.number)
+    assert len(comments) == 1 and "CI still red after 1 attempt(s)" in comments[0]
+    assert f"| 1 | `{t.status.history[0].commit[:12]}` | [failure]" in comments[0]
+    from ampx.cli.backend import add_follow_up
+
+    backend.update_spec(t, add_follow_up("modulo is a % b\n" + write("calc.py", calc_with(MODULO_OK)),
+                                         owner_name()))
+    t = wait(backend, tid, lambda t: t.status.phase == Phase.SUCCESS)
+    prs = world.emulator.pulls(PR_ONLY_REPO)
+    assert len(prs) == 1 and prs[0].number == pr.number and prs[0].draft is False
+    assert t.status.pr_number == pr.number and "ready for review" in t.status.summary
+    assert len(world.emulator.comments(PR_ONLY_REPO, pr.number)) == 1
