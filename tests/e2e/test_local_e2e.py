@@ -36,7 +36,7 @@ def backend(world):
 
 
 
-def test_five_stories(world, backend):
+def test_six_stories(world, backend):
     runs = [start(backend, sc) for sc in scenarios()]
     wait_all(backend, runs)
     history = HistoryDB(paths.db_path())
@@ -49,6 +49,11 @@ def test_five_stories(world, backend):
     assert red[1].prompt.startswith(f"CI failed on {red[0].commit[:12]}")
     assert "AssertionError: 18 != 2" in red[1].prompt
     assert "stopped early" in by["never-green"].status.summary
+    pr_only = by["pr-only-ci"].status
+    assert pr_only.reports["1"].workflows == [".github/workflows/ready.yml",
+                                              ".github/workflows/tests.yml"]
+    assert pr_only.reports["1"].push_workflows == []
+    assert "ready for review" in pr_only.summary
     assert "during attempt 1" in by["aborted"].status.summary
     assert by["continued-merged"].status.history[1].prompt.endswith(
         by["continued-merged"].spec.follow_ups[0].message.splitlines()[-1])

@@ -105,7 +105,7 @@ def cluster(world, kube_env, fake_kubelet, kube_spawn, tmp_path, monkeypatch):
 
 
 
-def test_five_stories_on_kubernetes(cluster):
+def test_six_stories_on_kubernetes(cluster):
     # the endpoint the chart's liveness probe uses
     assert urllib.request.urlopen(cluster.liveness, timeout=10).status == 200
     backend = KubeBackend()
@@ -119,6 +119,11 @@ def test_five_stories_on_kubernetes(cluster):
     by = {r.scenario.key: r.task for r in runs}
     red = by["red-then-green"].status.history
     assert "AssertionError: 18 != 2" in red[1].prompt
+    # CI on pull requests only: reached through a draft PR, marked ready (assert_story checked
+    # the runs, the draft and the untouched workflows); the worker read the tree and said so
+    pr_only = by["pr-only-ci"].status
+    assert pr_only.reports["1"].push_workflows == [] and \
+        pr_only.reports["1"].pull_request_workflows == [".github/workflows/tests.yml"]
     # Jobs: deterministic names, owned by their task, secrets only by reference
     job = cluster.server.get("batch", "v1", "jobs", "default", f"{runs[0].task_id}-a1")
     assert job["metadata"]["ownerReferences"][0]["uid"] == runs[0].task.metadata["uid"]
