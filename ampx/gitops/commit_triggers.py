@@ -10,6 +10,8 @@ from typing import Callable, Optional
 
 from ..github.workflow_triggers import WORKFLOWS_DIR, Triggers, is_workflow_path, predict
 
+#: Workflow names kept per list in the worker's report.
+REPORT_MAX = 30
 #: Runs a local git command in the repository and returns its result (``.stdout``).
 Git = Callable[..., object]
 
@@ -53,5 +55,7 @@ def trigger_fields(git: Git, sha: str, branch: str, base: str, parent: str,
         return {}
     log(f"[ampx] workflows: {len(t.workflows)} read; on push to {branch}: "
         f"{', '.join(t.push) or 'none'}; on pull_request to {base}: {', '.join(t.pull_request) or 'none'}")
-    return {"workflows": list(t.workflows), "push_workflows": list(t.push),
-            "pull_request_workflows": list(t.pull_request)}
+    # the decision needs only whether a list is empty; the names are for messages, and the
+    # report stays small (a pod's termination message holds 4 KiB)
+    return {"workflows": list(t.workflows[:REPORT_MAX]), "push_workflows": list(t.push[:REPORT_MAX]),
+            "pull_request_workflows": list(t.pull_request[:REPORT_MAX])}

@@ -155,3 +155,17 @@ def test_commit_triggers_reads_the_committed_tree_and_the_pushed_files(tmp_path)
     assert "on push to amp/x: none" in lines[0]
     assert trigger_fields(g, "0" * 40, "amp/x", "main", base, True, lines.append) == {}
     assert "could not read the workflows" in lines[-1]
+
+
+def test_the_report_keeps_at_most_thirty_names_per_list(tmp_path):
+    g = _git(tmp_path)
+    g("init", "-q", "-b", "main")
+    (tmp_path / ".github/workflows").mkdir(parents=True)
+    for i in range(45):
+        (tmp_path / f".github/workflows/w{i:02}.yml").write_text("on: pull_request\n" + JOBS)
+    g("add", "-A")
+    g("-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "many")
+    sha = g("rev-parse", "HEAD").stdout.strip()
+    fields = trigger_fields(g, sha, "amp/x", "main", sha, True, lambda line: None)
+    assert len(fields["workflows"]) == 30 and len(fields["pull_request_workflows"]) == 30
+    assert fields["push_workflows"] == []
