@@ -167,7 +167,8 @@ def test_demo_command_exits_zero(tmp_path, monkeypatch):
         rc = run_demo(keep=False, workdir=tmp_path / "demo", timeout_s=240, out=fh)
     text = out.read_text()
     assert rc == 0, text
-    assert "5/5 tasks ended as expected; 3 pull request(s) opened, 1 merged." in text
+    assert "6/6 tasks ended as expected; 4 pull request(s) opened, 1 merged." in text
+    assert "pr-only-ci" in text
     told = text.split("What the agent was told after CI went red (red-then-green, attempt 2", 1)[1]
     assert "  | CI failed on " in told and "AssertionError: 18 != 2" in told
     assert not (tmp_path / "demo").exists()
