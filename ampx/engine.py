@@ -24,6 +24,8 @@ from typing import Any, Callable, Optional, Protocol
 from .core import events as ev
 from .core.actions import (
     Action,
+    CommentPullRequest,
+    MarkPullRequestReady,
     MergePullRequest,
     OpenPullRequest,
     RerunFailedJobs,
@@ -32,6 +34,7 @@ from .core.actions import (
     WatchCi,
 )
 from .core.decide import Decision, decide, requested_events
+from .core.merge_guard import merge_refusal
 from .core.models import AmpTask, AmpTaskStatus, Stage
 from .core.observe import AttemptState, process_event, report_event, resume_actions
 from .core.repo import parse_repo
@@ -71,11 +74,19 @@ class Launcher(Protocol):
 
 
 class Forge(Protocol):
-    def poll_ci(self, repo: Any, sha: str) -> Any: ...
+    def poll_ci(self, repo: Any, sha: str, branch: Optional[str] = None,
+                event: str = "push") -> Any: ...
 
     def rerun_failed_jobs(self, repo: Any, run_id: int) -> None: ...
 
-    def open_or_adopt_pr(self, repo: Any, head: str, base: Optional[str], title: str, body: str): ...
+    def open_or_adopt(self, repo: Any, head: str, base: Optional[str], title: str, body: str,
+                      draft: bool = False) -> Any: ...
+
+    def pull_for_branch(self, repo: Any, head: str) -> Any: ...
+
+    def mark_ready(self, repo: Any, number: int, body: Optional[str] = None) -> bool: ...
+
+    def comment_pr(self, repo: Any, number: int, body: str) -> None: ...
 
     def merge_pr(self, repo: Any, number: int, method: Any, sha: Optional[str],
                  delete_branch: bool, branch: str) -> Any: ...
@@ -106,6 +117,15 @@ def pr_body(task: AmpTask) -> str:
     st = task.status
     rows = [AttemptRow(r.number, r.commit, r.ci_conclusion, r.ci_run_url) for r in st.history]
     return render_pr_body(task.spec.prompt, rows, st.ci_run_url, st.thread_id, task_id=task.name)
+
+
+def review_comment(task: AmpTask) -> str:
+    """The comment on a draft PR left for review: why ampx stopped, and every attempt."""
+    from .github.pulls import AttemptRow, render_review_comment
+
+    st = task.status
+    rows = [AttemptRow(r.number, r.commit, r.ci_conclusion, r.ci_run_url) for r in st.history]
+    return render_review_comment(st.summary or "", rows, st.thread_id)
 
 
 @dataclass
@@ -162,8 +182,8 @@ class Engine:
             self._not_before[key] = self.clock() + dt.timedelta(seconds=exc.seconds)
             raise
         except GitHubError as exc:
-            what = {OpenPullRequest: "pr", MergePullRequest: "merge",
-                    RerunFailedJobs: "rerun"}.get(type(action))
+            what = {OpenPullRequest: "pr", MergePullRequest: "merge", RerunFailedJobs: "rerun",
+                    MarkPullRequestReady: "ready", CommentPullRequest: "comment"}.get(type(action))
             if what is None:
                 raise
             return ev.ForgeFailed(what, str(exc))
@@ -181,18 +201,36 @@ class Engine:
             self._need_forge().rerun_failed_jobs(parse_repo(task.spec.repo), action.run_id)
             return ev.RerunStarted(action.run_id)
         elif isinstance(action, OpenPullRequest):
-            url, number, adopted = self._need_forge().open_or_adopt_pr(
+            pr = self._need_forge().open_or_adopt(
                 parse_repo(task.spec.repo), task.spec.branch or "", task.spec.base_branch,
-                task.spec.display_title(), pr_body(task))
-            return ev.PrOpened(url, number, adopted)
+                task.spec.display_title(), pr_body(task), draft=action.draft)
+            return ev.PrOpened(pr.url, pr.number, pr.adopted, draft=pr.draft)
+        elif isinstance(action, MarkPullRequestReady):
+            self._need_forge().mark_ready(parse_repo(task.spec.repo), action.number, pr_body(task))
+            return ev.PrReady(action.number)
+        elif isinstance(action, CommentPullRequest):
+            self._need_forge().comment_pr(parse_repo(task.spec.repo), action.number,
+                                          review_comment(task))
+            return ev.PrCommented(action.attempt)
         elif isinstance(action, MergePullRequest):
-            result = self._need_forge().merge_pr(
-                parse_repo(task.spec.repo), action.number, action.method, action.sha,
-                action.delete_branch, task.spec.branch or "")
-            if result.merged:
-                return ev.MergeDone(result.sha)
-            return ev.MergeRefused(result.reason)
+            return self._merge(task, action)
         return None
+
+    def _merge(self, task: AmpTask, action: MergePullRequest) -> ev.Event:
+        """Merge only what GitHub has for the task branch, at the last green commit: the
+        status's PR number alone is never trusted (it may have been forged)."""
+        repo, branch = parse_repo(task.spec.repo), task.spec.branch or ""
+        found = self._need_forge().pull_for_branch(repo, branch)
+        why = merge_refusal(branch, action.number, action.sha,
+                            found.number if found else None, found.head_sha if found else None)
+        if why is not None:
+            log.warning("task %s: merge refused: %s", task.name, why)
+            return ev.MergeRefused(why)
+        result = self._need_forge().merge_pr(repo, found.number, action.method, action.sha,
+                                             action.delete_branch, branch)
+        if result.merged:
+            return ev.MergeDone(result.sha)
+        return ev.MergeRefused(result.reason)
 
     def _need_forge(self) -> Forge:
         if self.forge is None:
@@ -271,7 +309,8 @@ class Engine:
                 return None
             ci = task.status.ci
             try:
-                obs = self._need_forge().poll_ci(parse_repo(task.spec.repo), ci.sha)
+                obs = self._need_forge().poll_ci(parse_repo(task.spec.repo), ci.sha,
+                                                 event=ci.event.value)
             except RetryLater as exc:
                 log.info("task %s: CI poll deferred %.0fs: %s", name, exc.seconds, exc)
                 return exc.seconds

@@ -10,7 +10,7 @@ import click
 from pydantic import ValidationError
 
 from ..core.ids import IdError, default_branch, new_task_id
-from ..core.models import ACTIVE_PHASES, Phase, AmpTask, AmpTaskSpec, Limits
+from ..core.models import ACTIVE_PHASES, Phase, AmpTask, AmpTaskSpec, CiSpec, CiTrigger, Limits
 from ..kube.errors import KubeError
 from . import output
 from .backend import Backend, CliError, add_follow_up, now_iso, owner_name
@@ -98,11 +98,15 @@ def cli(**_flags) -> None:
 @click.option("--budget", "budget_minutes", type=click.IntRange(1, 10080),
               help="Wall-time budget of the whole run (attempts and CI waits), in minutes; "
                    "when spent the task stops at needs_review. Default: none.")
+@click.option("--ci-trigger", type=click.Choice([t.value for t in CiTrigger]),
+              default=CiTrigger.AUTO.value, show_default=True,
+              help="Which runs to wait on: push to the task branch, a draft pull request's, "
+                   "or auto (push when a workflow runs on push to the branch, else a draft PR).")
 @click.option("-w", "--watch", is_flag=True, help="Follow the task until it finishes.")
 @click.option("-o", "--output", "fmt", type=click.Choice(["text", "json", "yaml", "name"]),
               default="text")
 def start(repo, task_text, task_file, title, max_attempts, base_branch, branch, agent,
-          timeout_minutes, budget_minutes, watch, fmt, **kw):
+          timeout_minutes, budget_minutes, ci_trigger, watch, fmt, **kw):
     """Start a task: an agent works on a branch until CI is green."""
     if task_text and task_file:
         raise CliError("give --task or --task-file, not both")
@@ -114,7 +118,7 @@ def start(repo, task_text, task_file, title, max_attempts, base_branch, branch, 
     try:
         spec = AmpTaskSpec(repo=repo.strip(), prompt=task_text.strip(), title=title,
                            base_branch=base_branch, branch=branch, max_attempts=max_attempts,
-                           agent=agent,
+                           agent=agent, ci=CiSpec(trigger=CiTrigger(ci_trigger)),
                            limits=Limits(attempt_timeout_minutes=timeout_minutes or 60,
                                          task_timeout_minutes=budget_minutes))
         if not spec.branch:
@@ -472,7 +476,7 @@ def config_view():
               help="Where to put the demo's files (default: a temporary directory).")
 @click.option("--timeout", default=300, show_default=True, help="Give up after this many seconds.")
 def demo(keep, workdir, timeout):
-    """Run five tasks end to end offline (GitHub stand-in, scripted agent, local runtime)."""
+    """Run six tasks end to end offline (GitHub stand-in, scripted agent, local runtime)."""
     from ..sandbox.demo import run_demo
 
     sys.exit(run_demo(keep=keep, workdir=workdir, timeout_s=timeout))

@@ -113,6 +113,21 @@ class AttemptOutcome(str, enum.Enum):
     ABORTED = "aborted"
 
 
+class CiTrigger(str, enum.Enum):
+    """Which workflow runs a task waits on (spec.ci.trigger)."""
+
+    AUTO = "auto"  # push runs when a workflow runs on push to the branch, else a draft PR's
+    PUSH = "push"  # runs of the push to the task branch
+    PULL_REQUEST = "pull_request"  # runs of a draft pull request into the base branch
+
+
+class CiEvent(str, enum.Enum):
+    """The GitHub event whose runs a task is waiting on."""
+
+    PUSH = "push"
+    PULL_REQUEST = "pull_request"
+
+
 class MergeMethod(str, enum.Enum):
     SQUASH = "squash"
     MERGE = "merge"
@@ -155,6 +170,12 @@ class Policy(_Model):
     delete_branch_on_merge: bool = True
 
 
+class CiSpec(_Model):
+    """How CI is reached: on push to the task branch, or through a draft pull request."""
+
+    trigger: CiTrigger = CiTrigger.AUTO
+
+
 class FollowUp(_Model):
     """An instruction appended by `ampx continue`."""
 
@@ -177,6 +198,7 @@ class AmpTaskSpec(_Model):
     agent: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")] = "amp"
     limits: Limits = Field(default_factory=Limits)
     policy: Policy = Field(default_factory=Policy)
+    ci: CiSpec = Field(default_factory=CiSpec)
     follow_ups: Annotated[list[FollowUp], Field(max_length=100)] = Field(default_factory=list)
     abort_requested_at: Optional[str] = None
     merge_requested_at: Optional[str] = None
@@ -222,6 +244,11 @@ class WorkerReport(_Model):
     tokens_in: Optional[int] = None
     tokens_out: Optional[int] = None
     exit_code: Optional[int] = None
+    # which workflows of the pushed tree run on push to the task branch and on pull_request
+    # to the base (None: not read); `workflows` names every workflow file read
+    workflows: Optional[Annotated[list[str], Field(max_length=200)]] = None
+    push_workflows: Optional[Annotated[list[str], Field(max_length=200)]] = None
+    pull_request_workflows: Optional[Annotated[list[str], Field(max_length=200)]] = None
 
 
 class AttemptRecord(_Model):
@@ -250,6 +277,8 @@ class CiWait(_Model):
 
     sha: str
     since: Optional[str] = None
+    event: CiEvent = CiEvent.PUSH  # push runs of the branch, or the pull request's runs
+    pr_number: Optional[int] = None  # pull_request: the PR opened or adopted for this wait
     rerun_requested: bool = False
     rerun_run_id: Optional[int] = None
     # the re-run request went through (or GitHub refused it for good); until then the
@@ -278,7 +307,8 @@ class AmpTaskStatus(_Model):
     ci_run_url: Optional[str] = None
     pr_url: Optional[str] = None
     pr_number: Optional[int] = None
-    pr_state: Optional[str] = None
+    pr_state: Optional[str] = None  # draft, readying (being marked ready), open, merging, merged
+    pr_commented: Optional[int] = None  # the attempt whose needs_review comment the PR has
     summary: Optional[str] = None
     history: list[AttemptRecord] = Field(default_factory=list)
     ci: Optional[CiWait] = None

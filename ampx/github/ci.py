@@ -1,7 +1,7 @@
 """Waiting on GitHub Actions for one exact commit: one poll at a time, no sleeping here.
 
 :meth:`CiWatcher.poll` makes one observation of the workflow runs of ``head_sha`` (event
-``push``). The operator calls it on a timer (:func:`poll_interval`), acts on the state and
+``push``, or ``pull_request`` for a task whose CI runs on its draft pull request). The operator calls it on a timer (:func:`poll_interval`), acts on the state and
 reschedules; when GitHub is rate limiting or failing, ``poll`` raises :class:`RetryLater`
 with the delay to respect.
 
@@ -164,8 +164,8 @@ class CiWatcher:
         self.excerpt_limit = excerpt_limit
         self.max_logs = max_logs
         self._lock = threading.Lock()
-        # (repo, sha, branch) -> (ETag of the runs list, observation)
-        self._last: dict[tuple[str, str, Optional[str]], tuple[Optional[str], CiObservation]] = {}
+        # (repo, sha, branch, event) -> (ETag of the runs list, observation)
+        self._last: dict[tuple[str, str, Optional[str], str], tuple[Optional[str], CiObservation]] = {}
         self._reruns: dict[tuple[str, int], tuple[int, float]] = {}
 
     @property
@@ -182,14 +182,16 @@ class CiWatcher:
 
     # -- poll
 
-    def poll(self, repo: RepoRef, sha: str, branch: Optional[str] = None) -> CiObservation:
-        """One observation of CI for ``sha``. Raises RetryLater (rate limit, 5xx, network),
-        GitHubNotFound (repository gone or not visible), GitHubAuthError."""
+    def poll(self, repo: RepoRef, sha: str, branch: Optional[str] = None,
+             event: str = "push") -> CiObservation:
+        """One observation of CI for ``sha``: the runs of ``event`` (``push`` to the branch, or
+        ``pull_request`` for a pull request whose head is ``sha``). Raises RetryLater (rate
+        limit, 5xx, network), GitHubNotFound (repository gone or not visible), GitHubAuthError."""
         try:
             resp = self.rest.get_json(
                 repo,
                 f"{self._base(repo)}/actions/runs",
-                params={"head_sha": sha, "event": "push", "per_page": 100, "exclude_pull_requests": "true"},
+                params={"head_sha": sha, "event": event, "per_page": 100, "exclude_pull_requests": "true"},
                 conditional=True,
             )
         except GitHubNotFound:
@@ -197,7 +199,7 @@ class CiWatcher:
                 f"repository {repo.full_name} not found (or the credentials cannot see it)", status=404
             ) from None
         body = resp.data if isinstance(resp.data, dict) else {}
-        key = (repo.full_name.lower(), sha, branch)
+        key = (repo.full_name.lower(), sha, branch, event)
         with self._lock:
             last = self._last.get(key)
             pending_rerun = any(k[0] == key[0] for k in self._reruns)

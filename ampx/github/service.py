@@ -11,7 +11,7 @@ from ampx.settings import GitHubSettings
 from .auth import TokenProvider, provider_from_settings
 from .ci import CiObservation, CiWatcher, PollSchedule
 from .client import ApiStats, Backoff, PyGithubFactory, RestClient
-from .pulls import MergeResult, Pulls
+from .pulls import MergeResult, OpenedPull, Pulls
 
 
 def _ref(repo: RepoRef | str) -> RepoRef:
@@ -62,8 +62,9 @@ class GitHubService:
         r = _ref(repo)
         return f"{self.git_url}/{r.owner}/{r.name}.git"
 
-    def poll_ci(self, repo: RepoRef | str, sha: str, branch: Optional[str] = None) -> CiObservation:
-        return self.ci.poll(_ref(repo), sha, branch)
+    def poll_ci(self, repo: RepoRef | str, sha: str, branch: Optional[str] = None,
+                event: str = "push") -> CiObservation:
+        return self.ci.poll(_ref(repo), sha, branch, event)
 
     def poll_interval(self, seconds_since_push: float) -> float:
         return self.ci.poll_interval(seconds_since_push)
@@ -78,6 +79,19 @@ class GitHubService:
         self, repo: RepoRef | str, head_branch: str, base_branch: Optional[str], title: str, body: str
     ) -> tuple[str, int, bool]:
         return self.pulls.open_or_adopt_pr(_ref(repo), head_branch, base_branch, title, body)
+
+    def open_or_adopt(self, repo: RepoRef | str, head_branch: str, base_branch: Optional[str],
+                      title: str, body: str, draft: bool = False) -> OpenedPull:
+        return self.pulls.open_or_adopt(_ref(repo), head_branch, base_branch, title, body, draft)
+
+    def pull_for_branch(self, repo: RepoRef | str, head_branch: str) -> Optional[OpenedPull]:
+        return self.pulls.pull_for_branch(_ref(repo), head_branch)
+
+    def mark_ready(self, repo: RepoRef | str, number: int, body: Optional[str] = None) -> bool:
+        return self.pulls.mark_ready(_ref(repo), number, body)
+
+    def comment_pr(self, repo: RepoRef | str, number: int, body: str) -> None:
+        self.pulls.comment(_ref(repo), number, body)
 
     def merge_pr(
         self,

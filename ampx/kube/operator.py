@@ -17,7 +17,17 @@ from typing import Any
 import kopf
 
 from ..core.ids import default_branch
-from ..core.models import GROUP, OWNER_LABEL, PLURAL, TASK_LABEL, VERSION, AmpTaskSpec, spec_problem
+from ..core.models import (
+    GROUP,
+    OWNER_LABEL,
+    PLURAL,
+    TASK_LABEL,
+    VERSION,
+    AmpTaskSpec,
+    AmpTaskStatus,
+    spec_problem,
+)
+from ..core.observe import pr_comment_due
 from ..core.decide import invalid_spec_status
 from ..engine import Engine, iso, parse_iso, utcnow
 from ..schedule import CiSchedule
@@ -156,7 +166,9 @@ def tick(body: Any, name: str, namespace: str, **_: Any) -> None:
     op.namespaces[name] = namespace
     status = body.get("status") or {}
     phase = status.get("phase")
-    if phase not in (None, "queued", "running", "retrying") and status.get("prState") != "merging":
+    if phase not in (None, "queued", "running", "retrying") and status.get("prState") != "merging" \
+            and not (phase == "needs_review" and status.get("prState") == "draft"
+                     and pr_comment_due(AmpTaskStatus.model_validate(status))):
         return
     now = time.monotonic()
     try:

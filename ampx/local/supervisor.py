@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..core.models import ACTIVE_PHASES
+from ..core.observe import pr_comment_due
 from ..engine import Engine, parse_iso, utcnow
 from ..schedule import CiSchedule
 from ..settings import GitHubSettings, register_env_secrets
@@ -51,6 +52,8 @@ def _forge():
 def needs_attention(task) -> bool:
     st, spec = task.status, task.spec
     if st.phase is None or st.phase in ACTIVE_PHASES or st.pr_state == "merging":
+        return True
+    if pr_comment_due(st):  # a draft left for review still needs its summary comment
         return True
     if spec.abort_requested_at and spec.abort_requested_at != st.abort_handled_at:
         return True

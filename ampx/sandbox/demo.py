@@ -1,6 +1,6 @@
 """`ampx demo`: the whole loop on this machine, with no account, cluster or network.
 
-Five tasks run through the local runtime (a real supervisor process, real worker processes,
+Six tasks run through the local runtime (a real supervisor process, real worker processes,
 real git) against the GitHub stand-in and the scripted agent, while a live table shows them;
 then a summary with attempts and time-to-green. Exit 0 only when every task ended as expected.
 """
@@ -20,7 +20,7 @@ from ..cli.backend import add_follow_up, now_iso, owner_name
 from ..core.ids import default_branch, new_task_id
 from ..core.models import AmpTask, AmpTaskSpec, Phase
 from .scenarios import Scenario, scenarios
-from .world import DEMO_REPO, applied, start_world
+from .world import DEMO_REPO, PR_ONLY_REPO, applied, start_world
 
 
 @dataclass
@@ -58,7 +58,7 @@ class Run:
 
 
 def _spec(sc: Scenario, task_id: str) -> AmpTaskSpec:
-    spec = AmpTaskSpec(repo=DEMO_REPO, prompt=sc.prompt, title=sc.title,
+    spec = AmpTaskSpec(repo=sc.repo, prompt=sc.prompt, title=sc.title,
                        max_attempts=sc.max_attempts)
     return spec.model_copy(update={"branch": default_branch(sc.title, task_id)})
 
@@ -128,8 +128,8 @@ def _run(world, root: Path, keep: bool, timeout_s: float, out) -> int:
     from ..local.backend import LocalBackend
     from ..local.supervisor import stop_background
 
-    print(f"ampx demo: GitHub stand-in at {world.emulator.url}, repository {DEMO_REPO}, "
-          f"data in {world.env['AMPX_HOME']}", file=out)
+    print(f"ampx demo: GitHub stand-in at {world.emulator.url}, repositories {DEMO_REPO} and "
+          f"{PR_ONLY_REPO} (CI on pull requests only), data in {world.env['AMPX_HOME']}", file=out)
     backend = LocalBackend.from_env(ensure_supervisor=True)
     runs: list[Run] = []
     try:
@@ -154,9 +154,10 @@ def _run(world, root: Path, keep: bool, timeout_s: float, out) -> int:
         print("", file=out)
         print(output.plain_table(rows, SUMMARY_HEADERS), file=out)
         ok = all(r.ok() for r in runs)
-        merged = [p for p in world.emulator.pulls(DEMO_REPO) if p.merged_at]
+        pulls = [p for repo in world.repos for p in world.emulator.pulls(repo)]
+        merged = [p for p in pulls if p.merged_at]
         print(f"\n{sum(r.ok() for r in runs)}/{len(runs)} tasks ended as expected; "
-              f"{len(world.emulator.pulls(DEMO_REPO))} pull request(s) opened, {len(merged)} merged.",
+              f"{len(pulls)} pull request(s) opened, {len(merged)} merged.",
               file=out)
         _show_feedback(runs, out)
         if keep:

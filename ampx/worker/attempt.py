@@ -22,6 +22,7 @@ from ..agent.runner import AgentRun
 from ..core.models import AmpTask, AttemptOutcome, WorkerReport
 from ..core.repo import parse_repo
 from ..gitops.auth import GitAuth
+from ..gitops.commit_triggers import trigger_fields
 from ..gitops.credential_guard import files_with_secrets
 from ..gitops.git import GitError
 from ..gitops.message import attempt_message
@@ -229,8 +230,13 @@ class Attempt:
                 return self.finish(Exit.GIT_FAILED, AttemptOutcome.GIT_FAILED,
                                    f"push failed: {exc.reason}", thread_id=thread, **tokens)
             self.log(f"[ampx] pushed {sha[:12]} to {checkout.branch}")
+            # -- issue 11: which workflows of the pushed tree run on push / on a pull request
+            ci = trigger_fields(ws.git, sha, checkout.branch, checkout.base_branch,
+                                checkout.start_sha, checkout.source_branch == checkout.base_branch,
+                                self.log)
+            # --
             return self.finish(Exit.OK, AttemptOutcome.PUSHED, None, thread_id=thread,
-                               commit=sha, base_commit=checkout.start_sha, **tokens)
+                               commit=sha, base_commit=checkout.start_sha, **tokens, **ci)
 
     def _keep_work(self, task, ws, thread, tokens, code, outcome, reason) -> AttemptResult:
         """On SIGTERM or the time limit: commit and push what the agent did, if allowed."""

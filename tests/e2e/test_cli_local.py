@@ -104,3 +104,14 @@ def test_a_terminal_gets_a_rich_table_and_a_pipe_plain_text(ampx, world):
     assert "\x1b[" in text and tid in text, "styled (rich) on a terminal"
     piped = ampx("ls").stdout
     assert "\x1b[" not in piped and piped.startswith("ID ") and tid in piped
+
+
+def test_ci_trigger_flag(ampx):
+    r = ampx("start", "--repo", "demo/calculator-pr", "--task", "Wait\n@fake sleep 30",
+             "--ci-trigger", "pull_request", "-o", "json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["spec"]["ci"] == {"trigger": "pull_request"}
+    r = ampx("start", "--repo", "demo/calculator", "--task", "x", "-o", "json")
+    assert json.loads(r.stdout)["spec"]["ci"] == {"trigger": "auto"}
+    r = ampx("start", "--repo", "demo/calculator", "--task", "x", "--ci-trigger", "sometimes")
+    assert r.returncode != 0 and "Invalid value for '--ci-trigger'" in r.stderr

@@ -36,7 +36,7 @@ def backend(world):
 
 
 
-def test_five_stories(world, backend):
+def test_six_stories(world, backend):
     runs = [start(backend, sc) for sc in scenarios()]
     wait_all(backend, runs)
     history = HistoryDB(paths.db_path())
@@ -49,6 +49,11 @@ def test_five_stories(world, backend):
     assert red[1].prompt.startswith(f"CI failed on {red[0].commit[:12]}")
     assert "AssertionError: 18 != 2" in red[1].prompt
     assert "stopped early" in by["never-green"].status.summary
+    pr_only = by["pr-only-ci"].status
+    assert pr_only.reports["1"].workflows == [".github/workflows/ready.yml",
+                                              ".github/workflows/tests.yml"]
+    assert pr_only.reports["1"].push_workflows == []
+    assert "ready for review" in pr_only.summary
     assert "during attempt 1" in by["aborted"].status.summary
     assert by["continued-merged"].status.history[1].prompt.endswith(
         by["continued-merged"].spec.follow_ups[0].message.splitlines()[-1])
@@ -162,7 +167,8 @@ def test_demo_command_exits_zero(tmp_path, monkeypatch):
         rc = run_demo(keep=False, workdir=tmp_path / "demo", timeout_s=240, out=fh)
     text = out.read_text()
     assert rc == 0, text
-    assert "5/5 tasks ended as expected; 3 pull request(s) opened, 1 merged." in text
+    assert "6/6 tasks ended as expected; 4 pull request(s) opened, 1 merged." in text
+    assert "pr-only-ci" in text
     told = text.split("What the agent was told after CI went red (red-then-green, attempt 2", 1)[1]
     assert "  | CI failed on " in told and "AssertionError: 18 != 2" in told
     assert not (tmp_path / "demo").exists()

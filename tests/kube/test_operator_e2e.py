@@ -32,7 +32,8 @@ class Cluster:
     def __init__(self, world, server, kubelet, spawn, tmp_path):
         self.world, self.server, self.kubelet, self.spawn = world, server, kubelet, spawn
         app = world.emulator.create_app()
-        world.emulator.install_app(app.app_id, DEMO_REPO)
+        for repo in world.repos:  # the demo project, and its pull-request-only twin
+            world.emulator.install_app(app.app_id, repo)
         server.create_secret("gh-app", {"private-key.pem": app.private_key_pem})
         server.create_secret("amp-api", {"api-key": world.env["AMP_API_KEY"]})
         keyfile = tmp_path / "app.pem"
@@ -104,7 +105,7 @@ def cluster(world, kube_env, fake_kubelet, kube_spawn, tmp_path, monkeypatch):
 
 
 
-def test_five_stories_on_kubernetes(cluster):
+def test_six_stories_on_kubernetes(cluster):
     # the endpoint the chart's liveness probe uses
     assert urllib.request.urlopen(cluster.liveness, timeout=10).status == 200
     backend = KubeBackend()
@@ -118,6 +119,11 @@ def test_five_stories_on_kubernetes(cluster):
     by = {r.scenario.key: r.task for r in runs}
     red = by["red-then-green"].status.history
     assert "AssertionError: 18 != 2" in red[1].prompt
+    # CI on pull requests only: reached through a draft PR, marked ready (assert_story checked
+    # the runs, the draft and the untouched workflows); the worker read the tree and said so
+    pr_only = by["pr-only-ci"].status
+    assert pr_only.reports["1"].push_workflows == [] and \
+        pr_only.reports["1"].pull_request_workflows == [".github/workflows/tests.yml"]
     # Jobs: deterministic names, owned by their task, secrets only by reference
     job = cluster.server.get("batch", "v1", "jobs", "default", f"{runs[0].task_id}-a1")
     assert job["metadata"]["ownerReferences"][0]["uid"] == runs[0].task.metadata["uid"]
