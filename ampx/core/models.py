@@ -125,6 +125,7 @@ class AttemptOutcome(str, enum.Enum):
     CONFIG_ERROR = "config_error"
     GIT_FAILED = "git_failed"  # clone, fetch or push could not reach the remote (retryable)
     WORKER_ERROR = "worker_error"  # an unexpected failure of the worker itself
+    BRANCH_REFUSED = "branch_refused"  # not this task's branch (default/base, someone else's tip)
     INTERRUPTED = "interrupted"
     ABORTED = "aborted"
 
