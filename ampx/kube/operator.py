@@ -125,7 +125,7 @@ def task_event(type: str, body: Any, name: str, namespace: str, **_: Any) -> Non
     if type == "DELETED":
         op.namespaces.pop(name, None)
         if op.history is not None:
-            op.history.mark_deleted(name)
+            op.history.mark_deleted(name, namespace=namespace)
         return
     op.namespaces[name] = namespace
     try:
