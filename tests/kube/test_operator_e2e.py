@@ -33,6 +33,7 @@ class Cluster:
         self.world, self.server, self.kubelet, self.spawn = world, server, kubelet, spawn
         app = world.emulator.create_app()
         world.emulator.install_app(app.app_id, DEMO_REPO)
+        self.app = app
         server.create_secret("gh-app", {"private-key.pem": app.private_key_pem})
         server.create_secret("amp-api", {"api-key": world.env["AMP_API_KEY"]})
         keyfile = tmp_path / "app.pem"
@@ -311,7 +312,7 @@ def test_kubectl_created_task_gets_defaults_and_bad_specs_are_refused(cluster):
     task = cluster.server.wait_for(
         lambda: (lambda t: t if t.spec.branch and t.status.phase else None)(backend.get("01jkubectl00000000000000000")),
         timeout=30, message="defaults")
-    assert task.spec.branch == "amp/tidy-the-readme-01jkub"
+    assert task.spec.branch == "amp/tidy-the-readme-01jkubectl00000000000000000"
     assert task.metadata["labels"]["ampx.dev/owner"] == "unknown"
     r = cluster.server.kubectl("get", "amptasks", check=False)
     assert r.returncode == 0 and "01jkubectl00000000000000000" in r.stdout
