@@ -209,7 +209,8 @@ def test_abort_continue_and_cli_listing(cluster):
         return subprocess.run([sys.executable, "-m", "ampx", *args], capture_output=True,
                               text=True, env=e, timeout=60)
 
-    r = ampx("start", "--repo", f"https://github.com/{DEMO_REPO}", "--task",
+    # the HTTPS form of the configured host (another host would be refused: issue 10)
+    r = ampx("start", "--repo", f"{cluster.world.env['AMPX_GITHUB_URL']}/{DEMO_REPO}", "--task",
              "Take forever\n@fake sleep 120", owner="alice")
     assert r.returncode == 0, r.stderr
     slow = r.stdout.split()[1]
