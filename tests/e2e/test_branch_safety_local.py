@@ -150,3 +150,27 @@ def test_a_task_naming_another_tasks_branch_stops_without_pushing(world, backend
     assert world.emulator.branches(DEMO_REPO)[a.spec.branch] == tip
     assert [p.number for p in world.emulator.pulls(DEMO_REPO) if p.head_ref == a.spec.branch] \
         == [a.status.pr_number]
+
+
+def test_the_worker_refuses_the_default_branch_by_itself(world):
+    """Defence in depth: even when nobody asked GitHub first (no forge configured, a task
+    admitted by an older ampx), the worker sees the remote's default branch and pushes nothing."""
+    from ampx.core import events as ev
+    from ampx.core.decide import decide
+    from ampx.core.models import AttemptOutcome
+    from ampx.local.store import LocalStore
+
+    add_trunk_repo(world)
+    before = world.emulator.branches(TRUNK_REPO)
+    store = LocalStore(paths.db_path())
+    tid, now = new_task_id(), "2026-11-25T10:00:00Z"
+    task = store.create(tid, spec(TRUNK, repo=TRUNK_REPO), "tester", now)
+    store.save_status(task, decide(task.spec, task.status, ev.Created(), now).status)
+    r = subprocess.run([sys.executable, "-m", "ampx", "worker", "--backend", "local", "--task", tid,
+                        "--attempt", "1"], capture_output=True, text=True, env=os.environ.copy(),
+                       timeout=120)
+    assert r.returncode == 2, r.stderr  # the configuration class of exit codes
+    report = store.get(tid).status.reports["1"]
+    assert report.outcome == AttemptOutcome.BRANCH_REFUSED
+    assert "amp/trunk is the repository's default branch" in report.reason
+    assert world.emulator.branches(TRUNK_REPO) == before
