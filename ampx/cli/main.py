@@ -150,7 +150,7 @@ def _validation_message(exc: ValidationError) -> str:
         try:
             parse_repo(str(err.get("input", "")))
         except RepoError as exc:  # the specific reason: a dot segment, a leading '-', …
-            msg = str(exc) if "dot segment" in str(exc) or "'-'" in str(exc) or "empty" in str(exc) else msg
+            msg = str(exc)
     return f"invalid {names.get(where, where)}: {msg}"
 
 
