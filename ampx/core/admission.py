@@ -15,7 +15,7 @@ from .allowlist import AllowList
 from .branches import base_branch_problem, check_prefix, task_branch_problem
 from .ids import DEFAULT_BRANCH_PREFIX
 from .models import AmpTaskSpec, spec_problem
-from .repo import RepoError, RepoRef, parse_repo
+from .repo import RepoError, parse_repo
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,3 @@ def admission_problem(spec: dict | AmpTaskSpec, namespace: str, rules: TaskRules
         spec = AmpTaskSpec.model_validate(spec)
     return repo_problem(spec, namespace, rules) or branch_problem(spec, rules, default_branch)
 
-
-def task_repo(spec: AmpTaskSpec) -> RepoRef:
-    return parse_repo(spec.repo)

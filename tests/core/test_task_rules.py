@@ -13,7 +13,6 @@ from pydantic import ValidationError
 from ampx.core.admission import TaskRules, admission_problem
 from ampx.core.allowlist import AllowListError, parse_allowlist
 from ampx.core.branches import BranchPrefixError, check_prefix, task_branch_problem
-from ampx.core.crd import build_crd
 from ampx.core.ids import default_branch, new_task_id
 from ampx.core.models import REPO_PATTERN, AmpTask, AmpTaskSpec, AmpTaskStatus, Phase
 from ampx.core.repo import RepoError, parse_repo
