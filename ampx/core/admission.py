@@ -55,4 +55,3 @@ def admission_problem(spec: dict | AmpTaskSpec, namespace: str, rules: TaskRules
             return why
         spec = AmpTaskSpec.model_validate(spec)
     return repo_problem(spec, namespace, rules) or branch_problem(spec, rules, default_branch)
-
