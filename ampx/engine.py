@@ -33,7 +33,8 @@ from .core.actions import (
     StopAttempt,
     WatchCi,
 )
-from .core.decide import Decision, decide, requested_events
+from .core.admission import TaskRules, branch_problem, repo_problem
+from .core.decide import Decision, decide, invalid_spec_status, requested_events
 from .core.merge_guard import merge_refusal
 from .core.models import AmpTask, AmpTaskStatus, Stage
 from .core.observe import AttemptState, process_event, report_event, resume_actions
@@ -74,6 +75,8 @@ class Launcher(Protocol):
 
 
 class Forge(Protocol):
+    def default_branch(self, repo: Any) -> str: ...
+
     def poll_ci(self, repo: Any, sha: str, branch: Optional[str] = None,
                 event: str = "push") -> Any: ...
 
@@ -135,6 +138,9 @@ class Engine:
     forge: Optional[Forge] = None
     on_change: Optional[Callable[[AmpTask], None]] = None  # history upserts, events
     clock: Callable[[], dt.datetime] = utcnow
+    # the installation's rules for tasks (host, branch prefix, allow-list), read when a task
+    # is admitted; None: no admission check (the decision core's tests)
+    rules: Optional[Callable[[], TaskRules]] = None
     _locks: dict[str, threading.Lock] = field(default_factory=lambda: defaultdict(threading.Lock))
     _guard: threading.Lock = field(default_factory=threading.Lock)
     # (task, action) -> not before: a GitHub action answered "retry later" is not repeated on
@@ -259,12 +265,58 @@ class Engine:
             return ev.TimeBudgetSpent(limit)
         return None
 
+    # ------------------------------------------------------------------ admission
+    def admission(self, task: AmpTask) -> tuple[bool, Optional[str]]:
+        """(decided, problem) for a task that never started. A problem ends it in `error`
+        before any attempt; not decided (no branch yet, GitHub said wait) means ask later."""
+        spec = task.spec
+        if not spec.branch:
+            return False, None  # the operator defaults it first
+        try:
+            rules = self.rules()  # type: ignore[misc]
+        except ValueError as exc:  # a broken setting refuses rather than allowing everything
+            return True, f"ampx's task rules cannot be read: {exc}"
+        problem = repo_problem(spec, task.namespace, rules) or branch_problem(spec, rules)
+        if problem or self.forge is None:  # without GitHub the worker checks the default
+            return True, problem
+        key = (task.name, "Admission")
+        if key in self._not_before and self._not_before[key] > self.clock():
+            return False, None
+        try:  # the repository's default branch, as GitHub says, before anything is pushed
+            default = self.forge.default_branch(parse_repo(spec.repo))
+        except RetryLater as exc:
+            self._not_before[key] = self.clock() + dt.timedelta(seconds=exc.seconds)
+            log.info("task %s: admission deferred: %s", task.name, exc)
+            return False, None
+        except GitHubError as exc:
+            return True, f"cannot use repository {parse_repo(spec.repo).full_name}: {exc}"
+        self._not_before.pop(key, None)
+        return True, branch_problem(spec, rules, default)
+
+    def _admit(self, task: AmpTask) -> tuple[bool, AmpTask]:
+        """True when the task may go on; a refused task is saved in `error`, finished."""
+        if self.rules is None or task.status.phase is not None or task.status.attempts:
+            return True, task
+        decided, problem = self.admission(task)
+        if not decided:
+            return False, task
+        if problem:
+            log.warning("task %s refused: %s", task.name, problem)
+            task = self.store.save_status(task, invalid_spec_status(problem, iso(self.clock())))
+            if self.on_change:
+                self.on_change(task)
+            return False, task
+        return True, task
+
     def reconcile(self, name: str) -> Optional[AmpTask]:
         """Bring one task up to date with everything observable. Safe to call any time."""
         with self.lock(name):
             task = self.store.load(name)
             if task is None:
                 return None
+            go, task = self._admit(task)
+            if not go:
+                return task
             skip: set = set()
             for _ in range(25):
                 event = self.next_event(task, skip)

@@ -20,7 +20,7 @@ def task_row(task: AmpTask) -> dict:
         "summary": st.summary,
         "created_at": meta.get("creationTimestamp"),
         "updated_at": st.updated_at or meta.get("creationTimestamp"),
-        "namespace": meta.get("namespace"),
+        "namespace": meta.get("namespace") or "",
         "owner": (meta.get("labels") or {}).get(OWNER_LABEL),
         "base_branch": spec.base_branch,
         "pr_url": st.pr_url,
@@ -32,6 +32,7 @@ def task_row(task: AmpTask) -> dict:
 def attempt_rows(task: AmpTask) -> list[dict]:
     return [
         {
+            "namespace": task.metadata.get("namespace") or "",
             "task_id": task.name,
             "number": rec.number,
             "prompt": rec.prompt,

@@ -14,7 +14,8 @@ from ..core.models import ACTIVE_PHASES, Phase, AmpTask, AmpTaskSpec, CiSpec, Ci
 from ..kube.errors import KubeError
 from . import output
 from .backend import Backend, CliError, add_follow_up, now_iso, owner_name
-from .config import ConfigError, resolve_backend_name
+from .config import ConfigError, branch_prefix, resolve_backend_name
+from .start_checks import start_problem
 
 OUTPUT_FORMATS = ["table", "wide", "json", "yaml", "name"]
 
@@ -91,7 +92,7 @@ def cli(**_flags) -> None:
 @click.option("--title", help="Short title (default: the task's first line).")
 @click.option("--max-attempts", type=click.IntRange(1, 20), default=3, show_default=True)
 @click.option("--base", "base_branch", help="Base branch (default: the repository's default).")
-@click.option("--branch", help="Task branch (default: amp/<slug>-<id6>).")
+@click.option("--branch", help="Task branch, under the task prefix (default: amp/<slug>-<id>).")
 @click.option("--agent", default="amp", show_default=True, help="Agent profile.")
 @click.option("--timeout", "timeout_minutes", type=click.IntRange(1, 1440),
               help="Time limit of one attempt, in minutes (default 60).")
@@ -115,6 +116,7 @@ def start(repo, task_text, task_file, title, max_attempts, base_branch, branch, 
     if not task_text or not task_text.strip():
         raise CliError("the task is empty: give --task \"…\" or --task-file PATH")
     task_id = new_task_id()
+    c = _ctx(kw)
     try:
         spec = AmpTaskSpec(repo=repo.strip(), prompt=task_text.strip(), title=title,
                            base_branch=base_branch, branch=branch, max_attempts=max_attempts,
@@ -122,11 +124,14 @@ def start(repo, task_text, task_file, title, max_attempts, base_branch, branch, 
                            limits=Limits(attempt_timeout_minutes=timeout_minutes or 60,
                                          task_timeout_minutes=budget_minutes))
         if not spec.branch:
-            spec = spec.model_copy(update={"branch": default_branch(spec.display_title(), task_id)})
+            spec = spec.model_copy(update={"branch": default_branch(
+                spec.display_title(), task_id, branch_prefix())})
             AmpTaskSpec.model_validate(spec.model_dump())
     except ValidationError as exc:
         raise CliError(_validation_message(exc)) from None
-    c = _ctx(kw)
+    # branches and repositories: the runtime's own rules, refused here when the CLI can know
+    if problem := start_problem(spec, resolve_backend_name(c.backend_name)):
+        raise CliError(problem)
     task = c.backend().create(task_id, spec, owner_name())
     if fmt == "text":
         click.echo(f"Task {task.name} created on branch {task.spec.branch}")
@@ -140,10 +145,16 @@ def _validation_message(exc: ValidationError) -> str:
     err = exc.errors()[0]
     where = ".".join(str(p) for p in err["loc"])
     names = {"repo": "--repo", "prompt": "--task", "branch": "--branch", "base_branch": "--base",
-             "max_attempts": "--max-attempts", "agent": "--agent"}
+             "max_attempts": "--max-attempts", "agent": "--agent", "": "--branch"}
     msg = err["msg"].removeprefix("Value error, ")
     if where == "repo":
+        from ..core.repo import RepoError, parse_repo
+
         msg = "not a GitHub repository (use git@github.com:owner/repo.git, https://github.com/owner/repo or owner/repo)"
+        try:
+            parse_repo(str(err.get("input", "")))
+        except RepoError as exc:  # the specific reason: a dot segment, a leading '-', …
+            msg = str(exc)
     return f"invalid {names.get(where, where)}: {msg}"
 
 

@@ -9,6 +9,8 @@ from typing import Iterable
 from ulid import ULID
 
 SLUG_MAX = 40
+DEFAULT_BRANCH_PREFIX = "amp/"
+BRANCH_MAX = 200
 
 
 def new_task_id() -> str:
@@ -25,9 +27,14 @@ def slugify(text: str, limit: int = SLUG_MAX) -> str:
     return slug.strip("-") or "task"
 
 
-def default_branch(title: str, task_id: str) -> str:
-    """`amp/<slug>-<first 6 of id>`: readable, and unique per task."""
-    return f"amp/{slugify(title)}-{task_id[:6].lower()}"
+def default_branch(title: str, task_id: str, prefix: str = DEFAULT_BRANCH_PREFIX) -> str:
+    """`<prefix><slug>-<whole id>`: readable, and unique because the id is (a ULID's first
+    characters are its timestamp, the same for every task of a quarter of an hour)."""
+    tid = task_id.lower()
+    branch = f"{prefix}{slugify(title)}-{tid}"
+    if len(branch) > BRANCH_MAX:  # a very long kubectl-given name: the id alone stays unique
+        branch = f"{prefix}{tid}"[:BRANCH_MAX]
+    return branch
 
 
 class IdError(LookupError):

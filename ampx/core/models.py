@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 from typing import Annotated, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 GROUP = "ampx.dev"
@@ -30,24 +30,38 @@ PROMPT_MAX = 32768
 MESSAGE_MAX = 16384
 EXCERPT_MAX = 4000
 
-# owner/repo, git@github.com:owner/repo(.git), https://github.com/owner/repo(.git) and the
-# same on a GitHub Enterprise host.
-_NAME = r"[A-Za-z0-9_.-]+"
+# owner/repo, git@HOST:owner/repo(.git), ssh://git@HOST/owner/repo, https://HOST/owner/repo(.git).
+# RE2 (no look-arounds): an owner starts with a letter or digit; a name is not empty, not '.'
+# or '..', and does not start with '-'. Which host is allowed is a runtime setting, checked by
+# `ampx.core.repo.parse_repo` (the CLI and the operator), as are '.git'-suffixed dot names.
+_OWNER = r"[A-Za-z0-9][A-Za-z0-9_-]{0,38}"
+_REPO_NAME = r"(?:[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}|\.[A-Za-z0-9_-][A-Za-z0-9_.-]{0,98}|\.\.[A-Za-z0-9_.-]{1,98})"
+_HOST = r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?"
 REPO_PATTERN = (
-    rf"^(?:{_NAME}/{_NAME}"
-    rf"|git@[A-Za-z0-9.-]+:{_NAME}/{_NAME}"
-    rf"|https://[A-Za-z0-9.-]+(?::[0-9]+)?/{_NAME}/{_NAME}/?)$"
+    rf"^(?:{_OWNER}/{_REPO_NAME}"
+    rf"|git@{_HOST}:{_OWNER}/{_REPO_NAME}"
+    rf"|ssh://git@{_HOST}(?::[0-9]+)?/{_OWNER}/{_REPO_NAME}"
+    rf"|https?://{_HOST}(?::[0-9]+)?/{_OWNER}/{_REPO_NAME}/?)$"
 )
 # A safe subset of git ref names (RE2 syntax: Kubernetes evaluates CRD patterns with Go's
 # regexp, which has no look-arounds): '/'-separated components of dot-separated words, so no
 # '..', '//', leading or trailing '.' or '/'. `check_branch` says why a name is refused, and
-# BRANCH_RULES (CEL, evaluated by the API server) add the one rule a pattern cannot: '.lock'.
+# BRANCH_RULES (CEL, evaluated by the API server) add what a pattern cannot: '.lock', and the
+# names git gives a meaning of their own (HEAD, refs/...).
 _WORD = r"[A-Za-z0-9_-]+"
 _COMPONENT = rf"{_WORD}(?:\.{_WORD})*"
 BRANCH_PATTERN = rf"^[A-Za-z0-9_](?:[A-Za-z0-9_-]*(?:\.{_WORD})*)(?:/{_COMPONENT})*$"
 BRANCH_RULES = [{
     "rule": "!self.endsWith('.lock') && !self.contains('.lock/')",
     "message": "a branch name component must not end with '.lock'",
+}, {
+    "rule": "self != 'HEAD' && !self.startsWith('refs/')",
+    "message": "a branch must be a branch name: not HEAD, not a ref starting with 'refs/'",
+}]
+# On the whole spec: a task never works on its base branch.
+SPEC_RULES = [{
+    "rule": "!has(self.branch) || !has(self.baseBranch) || self.branch != self.baseBranch",
+    "message": "branch must differ from baseBranch: a task pushes only its own branch",
 }]
 # Not blank: at least one character that is not white space.
 NOT_BLANK_PATTERN = r"\S"
@@ -65,6 +79,8 @@ def check_branch(value: str) -> str:
         raise ValueError(f"branch name {value!r} has a component starting with '.'")
     if any(part.endswith(".lock") for part in parts):
         raise ValueError(f"branch name {value!r} has a component ending with '.lock'")
+    if value == "HEAD" or value.startswith("refs/"):
+        raise ValueError(f"{value!r} is not a branch name (HEAD and refs/... are refused)")
     return value
 
 
@@ -109,6 +125,7 @@ class AttemptOutcome(str, enum.Enum):
     CONFIG_ERROR = "config_error"
     GIT_FAILED = "git_failed"  # clone, fetch or push could not reach the remote (retryable)
     WORKER_ERROR = "worker_error"  # an unexpected failure of the worker itself
+    BRANCH_REFUSED = "branch_refused"  # not this task's branch (default/base, someone else's tip)
     INTERRUPTED = "interrupted"
     ABORTED = "aborted"
 
@@ -187,6 +204,9 @@ class FollowUp(_Model):
 class AmpTaskSpec(_Model):
     """What the user asked for. Written by the CLI (the operator only defaults the branch)."""
 
+    model_config = ConfigDict(**_Model.model_config,
+                              json_schema_extra={"x-kubernetes-validations": SPEC_RULES})
+
     repo: Annotated[str, Field(pattern=REPO_PATTERN, max_length=300)]
     prompt: Annotated[str, Field(min_length=1, max_length=PROMPT_MAX, pattern=NOT_BLANK_PATTERN)]
     title: Optional[Annotated[str, Field(max_length=200)]] = None
@@ -215,6 +235,13 @@ class AmpTaskSpec(_Model):
     @classmethod
     def _branch_ok(cls, v):
         return check_branch(v) if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _own_branch(self):
+        if self.branch and self.base_branch and self.branch == self.base_branch:
+            raise ValueError(f"branch {self.branch!r} is the base branch; a task pushes only "
+                             "its own branch")
+        return self
 
     def display_title(self) -> str:
         """The task's one-line title: given, or the prompt's first non-empty line."""
@@ -362,5 +389,5 @@ def spec_problem(spec: dict) -> Optional[str]:
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(camel(str(p)) if isinstance(p, str) else str(p) for p in err["loc"])
-        return f"invalid spec.{where}: {err['msg'].removeprefix('Value error, ')}"
+        return f"invalid spec{'.' + where if where else ''}: {err['msg'].removeprefix('Value error, ')}"
     return None

@@ -149,7 +149,7 @@ class Pulls:
             if base_branch:
                 kwargs["base"] = base_branch
             for pr in self._repo(gh, repo).get_pulls(**kwargs):
-                if pr.head.ref == head_branch:
+                if _heads_our_branch(pr, repo, head_branch):
                     return pr
             return None
 
@@ -310,6 +310,14 @@ class Pulls:
 def _opened(pr: Any, adopted: bool) -> OpenedPull:
     return OpenedPull(pr.html_url, pr.number, adopted, bool(getattr(pr, "draft", False)),
                       getattr(getattr(pr, "head", None), "sha", None))
+
+
+def _heads_our_branch(pr: Any, repo: RepoRef, head_branch: str) -> bool:
+    """Adopt only a PR whose head is the task's own branch in this repository (not a fork's
+    branch of the same name, nor one whose fork is gone: its head repo is null)."""
+    head_repo = pr.head.repo
+    same_repo = head_repo is not None and str(head_repo.full_name).lower() == repo.full_name.lower()
+    return pr.head.ref == head_branch and same_repo
 
 
 def _message(data: dict[str, Any]) -> str:

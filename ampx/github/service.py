@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+import threading
+import time
+from typing import Any, Callable, Optional
 
 from ampx.core.models import MergeMethod
 from ampx.core.repo import RepoRef, parse_repo
@@ -32,6 +34,8 @@ class GitHubService:
         backoff: Optional[Backoff] = None,
         mergeable_wait: float = 1.0,
         timeout: float = 30.0,
+        default_branch_ttl: float = 600.0,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.provider = provider
         self.api_url = api_url.rstrip("/")
@@ -40,6 +44,12 @@ class GitHubService:
         self.ci = CiWatcher(provider, self.api_url, rest=self.rest, schedule=schedule)
         self.factory = PyGithubFactory(self.api_url, provider, timeout=timeout)
         self.pulls = Pulls(self.factory, self.rest, mergeable_wait=mergeable_wait)
+        # repository -> (looked up at, default branch): asked before every task's first
+        # attempt, and a default branch rarely changes
+        self._defaults: dict[str, tuple[float, str]] = {}
+        self._defaults_lock = threading.Lock()
+        self.default_branch_ttl = default_branch_ttl
+        self._monotonic = monotonic
 
     @classmethod
     def from_settings(cls, settings: Optional[GitHubSettings] = None, **kwargs: Any) -> "GitHubService":
@@ -73,7 +83,18 @@ class GitHubService:
         self.ci.rerun_failed_jobs(_ref(repo), run_id)
 
     def default_branch(self, repo: RepoRef | str) -> str:
-        return self.pulls.default_branch(_ref(repo))
+        """The repository's default branch, remembered for `default_branch_ttl` seconds."""
+        ref = _ref(repo)
+        key = ref.full_name.lower()
+        now = self._monotonic()
+        with self._defaults_lock:
+            hit = self._defaults.get(key)
+        if hit is not None and now - hit[0] < self.default_branch_ttl:
+            return hit[1]
+        branch = self.pulls.default_branch(ref)
+        with self._defaults_lock:
+            self._defaults[key] = (now, branch)
+        return branch
 
     def open_or_adopt_pr(
         self, repo: RepoRef | str, head_branch: str, base_branch: Optional[str], title: str, body: str

@@ -33,6 +33,7 @@ from ..engine import Engine, iso, parse_iso, utcnow
 from ..schedule import CiSchedule
 from ..record import record
 from ..settings import GitHubSettings, env, register_env_secrets
+from ..task_rules import rules_from_env
 from .api import KubeApi, load_config
 from .jobs import KubeLauncher, KubeStore, WorkerSettings, status_patch, to_task
 
@@ -46,6 +47,7 @@ class OperatorState:
     namespaces: dict[str, str]
     schedule: CiSchedule
     history: Any = None
+    branch_prefix: str = "amp/"
 
 
 STATE: dict[str, OperatorState] = {}
@@ -64,6 +66,7 @@ def _forge():
 
 def build_state() -> OperatorState:
     register_env_secrets()  # the App key (and a fallback token) never reach a status or log
+    rules = rules_from_env()  # a setting it cannot read stops the operator, with the reason
     api = KubeApi(load_config())
     namespaces: dict[str, str] = {}
     history = None
@@ -79,8 +82,8 @@ def build_state() -> OperatorState:
 
     engine = Engine(store=KubeStore(api, namespaces),
                     launcher=KubeLauncher(api, WorkerSettings.from_env()),
-                    forge=_forge(), on_change=on_change)
-    return OperatorState(api, engine, namespaces, CiSchedule(), history)
+                    forge=_forge(), on_change=on_change, rules=lambda: rules)
+    return OperatorState(api, engine, namespaces, CiSchedule(), history, rules.branch_prefix)
 
 
 @kopf.on.startup()
@@ -106,7 +109,7 @@ def _defaults(op: OperatorState, body: Any, name: str, namespace: str) -> None:
             title = AmpTaskSpec.model_validate(spec).display_title()
         except ValueError:
             title = "task"
-        patch.setdefault("spec", {})["branch"] = default_branch(title, name)
+        patch.setdefault("spec", {})["branch"] = default_branch(title, name, op.branch_prefix)
     if OWNER_LABEL not in labels:
         patch.setdefault("metadata", {})["labels"] = {OWNER_LABEL: "unknown"}
     if patch:
@@ -132,7 +135,7 @@ def task_event(type: str, body: Any, name: str, namespace: str, **_: Any) -> Non
     if type == "DELETED":
         op.namespaces.pop(name, None)
         if op.history is not None:
-            op.history.mark_deleted(name)
+            op.history.mark_deleted(name, namespace=namespace)
         return
     op.namespaces[name] = namespace
     try:

@@ -49,6 +49,13 @@ def _forge():
     return GitHubService.from_settings(gh)
 
 
+def local_rules():
+    """Task rules from the config file, read when a task is admitted (edits apply at once)."""
+    from ..cli.config import task_rules
+
+    return task_rules(GitHubSettings.from_env().git_url)
+
+
 def needs_attention(task) -> bool:
     st, spec = task.status, task.spec
     if st.phase is None or st.phase in ACTIVE_PHASES or st.pr_state == "merging":
@@ -64,9 +71,9 @@ def needs_attention(task) -> bool:
 
 class Supervisor:
     def __init__(self, store: LocalStore, launcher: LocalLauncher, forge=None,
-                 tick_s: float = 0.25) -> None:
+                 tick_s: float = 0.25, rules=None) -> None:
         self.store = store
-        self.engine = Engine(store=store, launcher=launcher, forge=forge)
+        self.engine = Engine(store=store, launcher=launcher, forge=forge, rules=rules)
         self.tick_s = tick_s
         self.schedule = CiSchedule()
         self.stop = threading.Event()
@@ -110,7 +117,7 @@ def run_foreground() -> int:
         return 1
     pid_path().write_text(str(os.getpid()))
     store = LocalStore(paths.db_path())
-    sup = Supervisor(store, LocalLauncher(paths.runs_dir()), _forge())
+    sup = Supervisor(store, LocalLauncher(paths.runs_dir()), _forge(), rules=local_rules)
     signal.signal(signal.SIGTERM, lambda *_: sup.stop.set())
     signal.signal(signal.SIGINT, lambda *_: sup.stop.set())
     try:

@@ -26,6 +26,7 @@ from ..gitops.commit_triggers import trigger_fields
 from ..gitops.credential_guard import files_with_secrets
 from ..gitops.git import GitError
 from ..gitops.message import attempt_message
+from ..gitops.ownership import BranchRefused
 from ..gitops.repospec import remote_url
 from ..gitops.tamper import tamper_check
 from ..gitops.workspace import BaseBranchMissing, PushRejected, PushTransportError, Workspace
@@ -121,6 +122,8 @@ class Attempt:
             return self._run(task, rec.prompt)
         except (ConfigProblem, AgentConfigError) as exc:
             return self.finish(Exit.CONFIG, AttemptOutcome.CONFIG_ERROR, str(exc))
+        except BranchRefused as exc:  # issue 10: not this task's branch; nothing was pushed
+            return self.finish(Exit.CONFIG, AttemptOutcome.BRANCH_REFUSED, str(exc))
         except GitError as exc:
             return self.finish(Exit.GIT_FAILED, AttemptOutcome.GIT_FAILED, f"git: {exc}")
         except Exception as exc:  # a bug must still end in a report, not a silent Job failure
@@ -165,7 +168,11 @@ class Attempt:
             try:
                 ws = Workspace.clone(remote_url(gh.git_url, repo.full_name), root / "repo",
                                      auth=auth, log=self.log)
-                checkout = ws.prepare(spec.branch or "", self.number, spec.base_branch)
+                # issue 10: refuses the default/base branch, and a first push over a tip
+                # that is not this task's (BranchRefused, handled in run())
+                checkout = ws.prepare(spec.branch or "", self.number, spec.base_branch,
+                                      task_id=task.name,
+                                      pushed_before=has_pushed(task.status, self.number))
             except BaseBranchMissing as exc:
                 raise ConfigProblem(exc.stderr) from None
             except GitError as exc:
@@ -264,6 +271,12 @@ class Attempt:
         report = self.send(outcome=outcome, reason=redact(reason) if reason else None,
                            finished_at=now(), exit_code=code, **fields)
         return AttemptResult(code, report)
+
+
+def has_pushed(status, number: int) -> bool:
+    """Whether an earlier attempt of this task pushed the branch (a rejected push did not)."""
+    return any(r.commit and r.outcome != AttemptOutcome.PUSH_REJECTED
+               for r in status.history if r.number < number)
 
 
 def identity() -> tuple[str, str]:

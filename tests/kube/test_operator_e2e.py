@@ -34,6 +34,7 @@ class Cluster:
         app = world.emulator.create_app()
         for repo in world.repos:  # the demo project, and its pull-request-only twin
             world.emulator.install_app(app.app_id, repo)
+        self.app = app
         server.create_secret("gh-app", {"private-key.pem": app.private_key_pem})
         server.create_secret("amp-api", {"api-key": world.env["AMP_API_KEY"]})
         keyfile = tmp_path / "app.pem"
@@ -214,7 +215,8 @@ def test_abort_continue_and_cli_listing(cluster):
         return subprocess.run([sys.executable, "-m", "ampx", *args], capture_output=True,
                               text=True, env=e, timeout=60)
 
-    r = ampx("start", "--repo", f"https://github.com/{DEMO_REPO}", "--task",
+    # the HTTPS form of the configured host (another host would be refused: issue 10)
+    r = ampx("start", "--repo", f"{cluster.world.env['AMPX_GITHUB_URL']}/{DEMO_REPO}", "--task",
              "Take forever\n@fake sleep 120", owner="alice")
     assert r.returncode == 0, r.stderr
     slow = r.stdout.split()[1]
@@ -317,7 +319,7 @@ def test_kubectl_created_task_gets_defaults_and_bad_specs_are_refused(cluster):
     task = cluster.server.wait_for(
         lambda: (lambda t: t if t.spec.branch and t.status.phase else None)(backend.get("01jkubectl00000000000000000")),
         timeout=30, message="defaults")
-    assert task.spec.branch == "amp/tidy-the-readme-01jkub"
+    assert task.spec.branch == "amp/tidy-the-readme-01jkubectl00000000000000000"
     assert task.metadata["labels"]["ampx.dev/owner"] == "unknown"
     r = cluster.server.kubectl("get", "amptasks", check=False)
     assert r.returncode == 0 and "01jkubectl00000000000000000" in r.stdout
