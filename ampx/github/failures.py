@@ -22,8 +22,9 @@ is found with ``str.find``.
 
 from __future__ import annotations
 
+import bisect
 import re
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 #: Characters of a line the rules look at (a minified bundle's first KB says enough).
 CLASSIFY_MAX = 1024
@@ -37,14 +38,45 @@ class Mark(NamedTuple):
 
 NONE = Mark(0.0, "")
 
-# A line without any of these is ordinary output (one C-level search per line).
-_HOT = re.compile(
-    r"(?i:error|fail|panic|assert|expect|receiv|fatal|killed|exception|traceback|abort|denied"
-    r"|timed? ?out|cancel|segmentation|core dumped|not found|no such file|exit code|exit status"
-    r"|left:|right:|warn|retry|transient|problem|found \d|what went wrong|stdout ----|\bok\b)"
-    r"|##\[|^E |● |✖|✕|×|<<<|^=== RUN|^--- |^\s+\S+_test\.go:\d+|^\d+\) |^\s+at |^\s+\d+: |^> "
-    r"|^\S+ > |^\s+--> |^PASS|^FAIL|\bOOM"
+# A line is looked at only when it holds one of these (lower-cased) or starts like one of the
+# structures below. Callers with many lines find the needles in bulk (one ``str.find`` pass
+# per needle over a whole block of text: see :func:`hot_lines`), which is what keeps a large
+# log cheap; :func:`classify` checks them itself otherwise.
+NEEDLES = (
+    "error", "fail", "panic", "assert", "expect", "receiv", "actual", "fatal", "kill", "exception",
+    "traceback", "abort", "denied", "timed out", "timeout", "execution time", "cancel", "segmentation",
+    "core dumped", "not found", "no such file", "exit code", "exit status", "left", "right:",
+    "warn", "retry", "transient", "problem", "found ", "went wrong", "stdout ----", "##[",
+    "\u25cf", "\u2716", "\u2715", "\u2717", "\u00d7", "<<<", "oom", "memory", "bad_alloc",
 )
+_HOT_START = re.compile(
+    r"E |=== RUN|\s*--- FAIL|>\s{3}|\s+\S{1,300}_test\.go:\d+|\s*\d+\) |\s+at |\s+\d+: |\S{1,300} > "
+    r"|\s+--> |\s*(?:[>\u25cf\u2716\u2715\u2717\u00d7]|- Expected|\+ Received)"
+)
+_GORUN = re.compile(r"=== RUN\s+(\S{1,300})")
+
+
+def is_hot(line: str) -> bool:
+    low = line.lower()
+    return bool(_HOT_START.match(line)) or any(n in low for n in NEEDLES)
+
+
+def hot_lines(text: str, starts: list[int]) -> set[int]:
+    """Indexes of the lines of ``text`` (starting at offsets ``starts``) holding a needle.
+    One ``find`` per needle and hit line: linear in the text, not in lines times needles."""
+    low = text.lower()
+    hot: set[int] = set()
+    n = len(starts)
+    for needle in NEEDLES:
+        i = low.find(needle)
+        while i >= 0:
+            k = bisect.bisect_right(starts, i) - 1
+            hot.add(k)
+            if k + 1 >= n:
+                break
+            i = low.find(needle, starts[k + 1])
+    return hot
+
 
 # (regex, score, kind); the first matching rule wins, so specific rules come first.
 _R = re.compile
@@ -167,10 +199,14 @@ def _expected_but(low: str) -> bool:
     return any(low.find(w, i + 8) >= 0 for w in _EXPECT_WORDS)
 
 
-def classify(line: str) -> Mark:
-    """The line's :class:`Mark` (score 0, kind "" for ordinary output)."""
+def classify(line: str, hot: Optional[bool] = None) -> Mark:
+    """The line's :class:`Mark` (score 0, kind "" for ordinary output). ``hot``: whether the
+    line holds a needle, when the caller knows (then only the line's start is checked here)."""
     line = line[:CLASSIFY_MAX]
-    if not _HOT.search(line):
+    if line.startswith("=== RUN"):
+        m = _GORUN.match(line)
+        return Mark(0.0, "gorun", m.group(1)) if m else NONE
+    if not hot and not _HOT_START.match(line) and (hot is not None or not any(n in line.lower() for n in NEEDLES)):
         return NONE
     for pattern, score, kind in _RULES:
         m = pattern.search(line)

@@ -32,7 +32,7 @@ from typing import Iterable, Optional
 
 from ampx.redact import MASK
 
-from .failures import NONE, Mark, classify
+from .failures import NONE, Mark, classify, hot_lines
 
 #: A line is cut to this many characters before anything looks at it.
 LINE_CUT = 4096
@@ -40,6 +40,8 @@ LINE_CUT = 4096
 HEAD_LINES = 30
 #: Steps beyond this many keep only their name and verdict (a log of 100,000 groups).
 MAX_STEPS_WITH_CONTENT = 200
+#: Characters of log text looked at together (needles are searched for per block).
+BLOCK = 256 << 10
 #: A line scoring this much (after repetition damping) opens a window of context.
 ANCHOR_SCORE = 6.0
 
@@ -64,7 +66,9 @@ def clean_line(raw: str) -> str:
     line = raw[: LINE_CUT + 64]
     if line[:1] == "\ufeff":
         line = line[1:]
-    if line[:2].isdigit():
+    if line[27:29] == "Z " and line[10:11] == "T" and line[:4].isdigit():  # GitHub's own stamp
+        line = line[29:]
+    elif line[:2].isdigit():
         m = _TIMESTAMP.match(line)
         if m:
             line = line[m.end():]
@@ -225,44 +229,54 @@ class LogDigest:
         if end < 0:
             self._partial = data
         else:
-            text = data[:end].decode("utf-8", errors="replace")
+            self._block(data[:end].decode("utf-8", errors="replace"))
             self._partial = data[end + 1:]
-            for raw in text.split("\n"):
-                self._raw_line(raw)
         if len(self._partial) > LINE_CUT * 4:  # a line without end: keep its start only
             if not self._skip_rest_of_line:
-                self._raw_line(self._partial[: LINE_CUT * 4].decode("utf-8", errors="replace"))
+                self._block(self._partial[: LINE_CUT * 4].decode("utf-8", errors="replace"))
             self._partial = b""
             self._skip_rest_of_line = True
 
-    def _raw_line(self, raw: str) -> None:
-        if self._skip_rest_of_line:
-            self._skip_rest_of_line = False
-            return
-        self.add_line(raw)
-
     def feed_text(self, text: str) -> None:
         self.total_bytes += len(text)
-        start = 0
-        n = len(text)
+        start, n = 0, len(text) - 1 if text.endswith("\n") else len(text)
         while start < n:
-            end = text.find("\n", start)
-            if end < 0:
-                end = n
-            self.add_line(text[start : min(end, start + LINE_CUT * 4)])
+            end = text.rfind("\n", start, start + BLOCK)
+            if end < 0 or start + BLOCK >= n:
+                end = text.find("\n", start + BLOCK) if start + BLOCK < n else -1
+                end = n if end < 0 else end
+            self._block(text[start:end])
             start = end + 1
 
     def close(self) -> "LogDigest":
         if self._partial and not self._skip_rest_of_line:
-            self.add_line(self._partial[: LINE_CUT * 4].decode("utf-8", errors="replace"))
+            self._block(self._partial[: LINE_CUT * 4].decode("utf-8", errors="replace"))
         self._partial = b""
         for s in self.steps:
             s._open = None
         return self
 
+    def _block(self, text: str) -> None:
+        """Whole lines of the log: the needles are found for all of them at once."""
+        raws = text.split("\n")
+        if self._skip_rest_of_line:
+            self._skip_rest_of_line = False
+            raws = raws[1:]
+        hot: Optional[set[int]] = None
+        if not self.out_of_time:
+            starts, pos = [], 0
+            for r in raws:
+                starts.append(pos)
+                pos += len(r) + 1
+            hot = hot_lines(text, starts)
+        for i, raw in enumerate(raws):
+            if len(raw) > LINE_CUT * 4:
+                raw = raw[: LINE_CUT * 4]
+            self.add_line(raw, None if hot is None else i in hot)
+
     # -- one line
 
-    def add_line(self, raw: str) -> None:
+    def add_line(self, raw: str, hot: Optional[bool] = None) -> None:
         self.total_lines += 1
         line = clean_line(raw)
         if self._in_header:
@@ -302,16 +316,16 @@ class LogDigest:
             line = line[:j] + MASK + (rest[k:] if k >= 0 else "")
             if k < 0:
                 self._pem_left = 120
-        mark, score = self._mark(line)
+        mark, score = self._mark(line, hot)
         self.steps[-1].add(line, mark, score)
 
-    def _mark(self, line: str) -> tuple[Mark, float]:
+    def _mark(self, line: str, hot: Optional[bool]) -> tuple[Mark, float]:
         if self.out_of_time:
             return NONE, 0.0
         if self.deadline is not None and self.total_lines % 512 == 0 and time.thread_time() > self.deadline:
             self.out_of_time = True
             return NONE, 0.0
-        mark = classify(line)
+        mark = classify(line, hot)
         score = mark.score
         if score >= ANCHOR_SCORE and mark.kind not in ("exit", "runner", "killed"):
             key = _DIGITS.sub("0", line[:160])
