@@ -343,6 +343,24 @@ def case_jest() -> Case:
                  "Tests:       1 failed, 403 passed"])
 
 
+def case_jest_crowded() -> Case:
+    """150 "transient error" warnings printed by passing suites before the failing block, and
+    passing suites after it, so the failure is neither first nor in the last lines."""
+    out = ["> shop@2.1.0 test", "> jest --ci", ""]
+    for i in range(150):
+        out += ["  console.warn",
+                f"    [prices] transient error: ECONNRESET fetching /v1/prices/{i}, retrying (attempt 1/3)",
+                "", f"      at retry (src/api/retry.ts:{20 + i % 5}:13)", ""]
+    jest = case_jest().jobs[0].log
+    body = [l[29:] for l in jest.lstrip("\ufeff").splitlines()]
+    start = body.index("FAIL src/cart/cart.test.ts")
+    out += body[start: body.index("Ran all test suites.") + 1] + [EXIT1]
+    log = job_log(run_step("npm test", out))
+    return Case("jest-crowded", [Job("web", log, api_steps(("Unit tests", "failure")))],
+                ["● Cart › applies the discount before tax", "Expected: 90", "Received: 100",
+                 "Tests:       1 failed, 403 passed"])
+
+
 def case_tsc() -> Case:
     out = [
         "> shop@2.1.0 typecheck",
@@ -616,7 +634,7 @@ def case_matrix() -> Case:
 
 def all_cases() -> list[Case]:
     return [
-        case_pytest(), case_crowding(), case_go_verbose(), case_cargo(), case_jest(), case_tsc(),
+        case_pytest(), case_crowding(), case_go_verbose(), case_cargo(), case_jest(), case_jest_crowded(), case_tsc(),
         case_eslint(), case_npm(), case_mypy(), case_dotnet(), case_phpunit(), case_gradle(),
         case_killed(), case_timeout(), case_cancelled(), case_named_continue_on_error(),
         case_annotation_step(), case_matrix(),

@@ -48,6 +48,8 @@ CONTEXT_RADIUS = 8
 GAP = "[...]"
 #: A region's key lines may take at most this share of a section's budget.
 REGION_SHARE = 0.5
+#: Stack or backtrace frames shown per region at most (the first ones say where).
+FRAMES_PER_REGION = 3
 
 FAILED_STEP = frozenset({"failure", "timed_out", "cancelled"})
 _BOOKKEEPING = ("Set up job", "Complete job")
@@ -190,15 +192,15 @@ def _effective_scores(entries: Sequence[Entry]) -> list[float]:
     counts: dict[str, int] = {}
     keys: list[Optional[str]] = []
     for e in entries:
-        if e[2].score > 0 and e[2].kind not in ("exit", "runner", "killed"):
+        if e[2].kind not in ("exit", "runner", "killed") and e[1].strip():
             k = _DIGITS.sub("0", e[1][:160])
             counts[k] = counts.get(k, 0) + 1
             keys.append(k)
         else:
             keys.append(None)
     for i, k in enumerate(keys):
-        if k is not None and counts[k] > 2:
-            eff[i] -= 4.0
+        if k is not None and counts[k] > 2:  # said over and over: not where the failure is
+            eff[i] = eff[i] - 4.0 if eff[i] > 0 else min(eff[i], -0.5)
     failing_go = {e[2].name for e in entries if e[2].kind == "gofail" and e[2].name}
     failing_go |= {n.split("/")[0] for n in failing_go}
     current = ""
@@ -308,7 +310,14 @@ class _Picker:
             prev = i
         if self._gap(prev, None):
             out.append(GAP)
-        return out
+        tidy: list[str] = []  # a blank line between two gaps says nothing
+        for k, line in enumerate(out):
+            if not line.strip() and (not tidy or tidy[-1] == GAP) and (k + 1 == len(out) or out[k + 1] == GAP):
+                continue
+            if line == GAP and tidy and tidy[-1] == GAP:
+                continue
+            tidy.append(line)
+        return tidy
 
 
 def _select(
@@ -348,10 +357,10 @@ def _select(
             if eff[k] < 4 or p.cost - start_cost > cap:
                 break
             p.add(k)
-    # 2. the regions' other lines (context, block bodies), frames last
+    # 2. the regions' other lines (context, block bodies), a few frames last
     for r in distinct:
         body = [k for k in range(r.start, r.end + 1) if eff[k] >= 0]
-        body += [k for k in range(r.start, r.end + 1) if eff[k] < 0]
+        body += [k for k in range(r.start, r.end + 1) if entries[k][2].kind == "frame"][:FRAMES_PER_REGION]
         for k in body:
             if not p.add(k) and p.cost > budget - 40:
                 break
@@ -359,17 +368,17 @@ def _select(
         return p.render()
     # 3. the step's last lines, then context growing around the regions, then more tail
     tail_start = max(0, n - TAIL_LINES)
-    for i in range(n - 1, tail_start - 1, -1):
-        if not p.add(i):
+    for i in range(n - 1, tail_start - 1, -1):  # (repeated lines too: where it hung)
+        if eff[i] > -1 and not p.add(i):
             break
     anchors = [r.anchor for r in distinct]
     for radius in range(1, CONTEXT_RADIUS + 1):
         for i in anchors:
             for j in (i - radius, i + radius):
-                if 0 <= j < n and eff[j] >= 0:
+                if 0 <= j < n and eff[j] >= 0 and entries[j][1].strip():
                     p.add(j)
-    for i in range(tail_start - 1, -1, -1):
-        if not p.add(i) and p.cost > budget - 20:
+    for i in range(tail_start - 1, -1, -1):  # noise (frames, retries, passing tests) never
+        if eff[i] >= 0 and entries[i][1].strip() and not p.add(i) and p.cost > budget - 20:
             break
     return p.render()
 

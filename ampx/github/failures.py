@@ -102,7 +102,7 @@ _RULES: list[tuple[re.Pattern[str], float, str]] = [
     (_R(r"^error: test failed, to rerun pass"), 6, "summary"),
     (_R(r"^error(?:\[E\d{4}\])?: "), 10, "detail"),
     (_R(r"^\s+--> \S{1,300}:\d+:\d+"), 6, "detail"),
-    (_R(r"^\s+\d+: (?:std::|core::|rust_begin_unwind|__rust|test::|<|alloc::)|^\s+at /rustc/"
+    (_R(r"^\s+\d{1,4}: [\w<>{}:.$ ]{1,300}$|^\s+at /rustc/|^\s+at \S{1,300}\.rs:\d+"
         r"|^stack backtrace:$|^\s+at \./|^\s+\d+: 0x[0-9a-f]+"), -3, "frame"),
     # --- go
     (_R(r"^\s*--- FAIL: (\S{1,300})"), 9, "gofail"),
@@ -124,8 +124,8 @@ _RULES: list[tuple[re.Pattern[str], float, str]] = [
     (_R(r"^\S{1,300}\.pyi?:\d+:(?: \d+:)? note: "), 2, ""),
     (_R(r"^\S{1,300}\.py:\d+:\d+: [A-Z]{1,4}\d{1,5} "), 8, "detail"),
     (_R(r"^(?:FAILED|ERROR) \S"), 9, "summary"),
-    (_R(r"^={3,} .{0,200}\b\d+ (?:failed|errors?)\b"), 8, "summary"),
-    (_R(r"^Found \d+ errors? in \d+ files?"), 8, "summary"),
+    (_R(r"^={3,} .{0,200}\b[1-9]\d* (?:failed|errors?)\b"), 8, "summary"),
+    (_R(r"^Found [1-9]\d* errors? in \d+ files?"), 8, "summary"),
     (_R(r"^Traceback \(most recent call last\):"), 6, "detail"),
     # --- JavaScript: jest, vitest, mocha, tsc, eslint, npm
     (_R(r"^\s*● (?!Console\b)\S"), 9, "block"),
@@ -135,9 +135,9 @@ _RULES: list[tuple[re.Pattern[str], float, str]] = [
     (_R(r"^\s+\d+:\d+\s+error\s+"), 9, "detail"),
     (_R(r"^\s+\d+:\d+\s+warning\s+"), 0, ""),
     (_R(r"^✖ \d+ problems? \((?!0 errors)"), 8, "summary"),
-    (_R(r"^Found \d+ errors?\b"), 8, "summary"),
-    (_R(r"^Tests?:\s.{0,80}\b\d+ failed"), 8, "summary"),
-    (_R(r"^Test Suites:\s.{0,80}\b\d+ failed"), 7, "summary"),
+    (_R(r"^Found [1-9]\d* errors?\b"), 8, "summary"),
+    (_R(r"^Tests?:\s.{0,80}\b[1-9]\d* failed"), 8, "summary"),
+    (_R(r"^Test Suites:\s.{0,80}\b[1-9]\d* failed"), 7, "summary"),
     (_R(r"^\s*FAIL\s+\S"), 7, "detail"),
     (_R(r"^\s*(?:PASS|✓|✔)\s"), -1, ""),
     (_R(r"^\s*[×✕✗] \S"), 7, "detail"),
