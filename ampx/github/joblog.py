@@ -32,7 +32,7 @@ from typing import Iterable, Optional
 
 from ampx.redact import MASK
 
-from .failures import NONE, Mark, classify, hot_lines
+from .failures import CLASSIFY_MAX, NONE, Mark, classify, hot_lines
 
 #: A line is cut to this many characters before anything looks at it.
 LINE_CUT = 4096
@@ -40,6 +40,8 @@ LINE_CUT = 4096
 HEAD_LINES = 30
 #: Steps beyond this many keep only their name and verdict (a log of 100,000 groups).
 MAX_STEPS_WITH_CONTENT = 200
+#: Characters of a raw line searched for needles (the timestamp, then what classify sees).
+SCAN_MAX = CLASSIFY_MAX + 64
 #: Characters of log text looked at together (needles are searched for per block).
 BLOCK = 256 << 10
 #: A line scoring this much (after repetition damping) opens a window of context.
@@ -264,11 +266,16 @@ class LogDigest:
             raws = raws[1:]
         hot: Optional[set[int]] = None
         if not self.out_of_time:
-            starts, pos = [], 0
+            starts, pos, cut = [], 0, False
             for r in raws:
                 starts.append(pos)
-                pos += len(r) + 1
-            hot = hot_lines(text, starts)
+                n = len(r)
+                if n > SCAN_MAX:
+                    n, cut = SCAN_MAX, True
+                pos += n + 1
+            # needles are looked for in each line's first characters only (as classify does)
+            scan = "\n".join(r[:SCAN_MAX] for r in raws) if cut else text
+            hot = hot_lines(scan, starts)
         for i, raw in enumerate(raws):
             if len(raw) > LINE_CUT * 4:
                 raw = raw[: LINE_CUT * 4]
