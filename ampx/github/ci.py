@@ -279,10 +279,11 @@ class CiWatcher:
         if not failed:
             failed = cancelled
         logs: list[JobLog] = []
+        deadline = time.thread_time() + EXCERPT_SECONDS  # CPU for reading all the logs
         for name, job_id, step, conclusion, steps in failed[: self.max_logs]:
             # Read the whole log as it streams, keeping the failing step's section and the
             # failure's surroundings (bounded memory; a log of any size keeps its step headers).
-            digest = LogDigest(target_ordinal(steps), time.thread_time() + EXCERPT_SECONDS)
+            digest = LogDigest(target_ordinal(steps), deadline)
             try:
                 found = self.rest.stream_redirected(repo, f"{base}/actions/jobs/{job_id}/logs", digest.feed)
             except GitHubError as exc:  # expired or forbidden log: say so, keep the rest
