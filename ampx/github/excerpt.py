@@ -11,8 +11,9 @@ loop's "transient error") are damped, stack frames come last.
 
 Failed jobs of a matrix that failed the same way (same normalised failure lines) share one
 section ("same failure in 3 other jobs: ..."), and the budget goes to distinct failures.
-At most :data:`EXCERPT_LIMIT` characters in total, built within :data:`EXCERPT_SECONDS` of
-CPU (past it, what was found so far and the tail). Secrets are redacted with
+At most :data:`EXCERPT_LIMIT` characters in total. CPU time is bounded: scoring lines stops
+after :data:`EXCERPT_SECONDS` (later lines are only kept), choosing lines after
+:data:`SELECT_SECONDS` (then: what was chosen and the tail). Secrets are redacted with
 :func:`ampx.redact.redact` plus any token values the caller names; control characters are
 gone (see :mod:`ampx.github.joblog`).
 
@@ -41,8 +42,10 @@ EXCERPT_LIMIT = 4000
 LINE_MAX = 400
 #: How many failed jobs get a section of their own; the rest are only named.
 MAX_JOB_SECTIONS = 6
-#: CPU time one excerpt may take; past it, the excerpt is what was found so far and the tail.
+#: CPU time for reading one red CI's logs; past it, lines are kept but no longer scored.
 EXCERPT_SECONDS = 2.0
+#: CPU time for choosing the lines of an excerpt; past it, what was chosen and the tail.
+SELECT_SECONDS = 0.5
 TAIL_LINES = 12
 CONTEXT_RADIUS = 8
 GAP = "[...]"
@@ -445,7 +448,8 @@ def _plan(job: JobLog, secrets: Sequence[str], deadline: Optional[float]) -> _Jo
 
 def job_excerpt(job: JobLog, budget: int, secrets: Iterable[str] = ()) -> str:
     deadline = time.thread_time() + EXCERPT_SECONDS
-    return _plan(job, [s for s in secrets if s], deadline).render(budget, True, deadline)
+    plan = _plan(job, [s for s in secrets if s], deadline)
+    return plan.render(budget, True, time.thread_time() + SELECT_SECONDS)
 
 
 def _passed_line(passed: Sequence[str], budget: int, secrets: Iterable[str]) -> str:
@@ -499,6 +503,8 @@ def build_excerpt(
         else:
             by_key[plan.key] = plan
             plans.append(plan)
+    # Reading may have used its time on a huge log; choosing lines gets its own (small) share.
+    deadline = time.thread_time() + SELECT_SECONDS
     shown, extra = plans[:MAX_JOB_SECTIONS], plans[MAX_JOB_SECTIONS:]
     extra_line = ""
     if extra:

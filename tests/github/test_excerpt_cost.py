@@ -83,3 +83,11 @@ def test_redaction_of_crafted_lines_is_cheap() -> None:
                  "a://b:" * 30_000, "AKIAIOSFODNN7EXAMPLE " * 10_000):
         t = best_time(lambda: redact(text))
         assert t < BOUND, (text[:20], t)
+
+
+def test_out_of_time_still_gives_the_steps_end() -> None:
+    """With no time to score lines, the excerpt is the failing step's tail, not nothing."""
+    case = corpus.case_pytest()
+    text = build_excerpt([JobLog("test", case.jobs[0].log)], ["lint"], seconds=0)
+    assert "step: Run pytest -q" in text
+    assert "FAILED tests/test_money.py::test_convert" in text and corpus.EXIT1 in text
