@@ -443,7 +443,8 @@ def _plan(job: JobLog, secrets: Sequence[str], deadline: Optional[float]) -> _Jo
     keys = [_region_key(entries, eff, r) for r in regions if is_specific(entries[r.anchor][2])][:3]
     if not keys:
         keys = [normalise_line(e[1]) for e in entries[-3:]]
-    return _JobPlan(job, name, header, entries, total, "\n".join(sorted(keys)), [])
+    key = "\n".join([step.name if step else "", *sorted(keys)])  # same step, same failure lines
+    return _JobPlan(job, name, header, entries, total, key, [])
 
 
 def job_excerpt(job: JobLog, budget: int, secrets: Iterable[str] = ()) -> str:
