@@ -29,7 +29,10 @@ from ampx.schedule import PollSchedule, poll_interval  # noqa: F401  (re-exporte
 from .auth import TokenProvider
 from .client import ApiStats, Backoff, RestClient
 from .errors import GitHubError, GitHubNotFound, GitHubPermissionError
-from .excerpt import EXCERPT_LIMIT, JobLog, build_excerpt, signature
+from .excerpt import (
+    EXCERPT_LIMIT, EXCERPT_SECONDS, JobLog, build_excerpt, signature, steps_from_api, target_ordinal,
+)
+from .joblog import LogDigest
 
 log = logging.getLogger(__name__)
 
@@ -245,8 +248,9 @@ class CiWatcher:
         self, repo: RepoRef, runs: tuple[RunInfo, ...], red: list[RunInfo], effective: list[RunInfo]
     ) -> CiObservation:
         base = self._base(repo)
-        failed: list[tuple[str, int, Optional[str], str]] = []  # name, job id, step, conclusion
-        cancelled: list[tuple[str, int, Optional[str], str]] = []
+        # name, job id, failed step's name, conclusion, the job's steps
+        failed: list[tuple[str, int, Optional[str], str, Any]] = []
+        cancelled: list[tuple[str, int, Optional[str], str, Any]] = []
         passed: list[str] = []
         notes: list[str] = []
         red_ids = {r.id for r in red}
@@ -266,9 +270,9 @@ class CiWatcher:
                 if conclusion == "success":
                     passed.append(name)
                 elif run.id in red_ids and conclusion in FAILED_JOB_CONCLUSIONS:
-                    failed.append((name, int(j["id"]), _failed_step(j), conclusion))
+                    failed.append((name, int(j["id"]), _failed_step(j), conclusion, steps_from_api(j)))
                 elif run.id in red_ids and conclusion == "cancelled":
-                    cancelled.append((name, int(j["id"]), _failed_step(j), conclusion))
+                    cancelled.append((name, int(j["id"]), _failed_step(j), conclusion, steps_from_api(j)))
             if run.id in red_ids and not any(j.get("conclusion") in FAILED_JOB_CONCLUSIONS for j in jobs):
                 if run.conclusion == "startup_failure" or not jobs:
                     notes.append(f"workflow {run.name}: {run.conclusion} (no job ran; check the workflow file)")
@@ -277,14 +281,18 @@ class CiWatcher:
         if not failed:
             failed = cancelled
         logs: list[JobLog] = []
-        for name, job_id, step, conclusion in failed[: self.max_logs]:
+        deadline = time.thread_time() + EXCERPT_SECONDS  # CPU for reading all the logs
+        for name, job_id, step, conclusion, steps in failed[: self.max_logs]:
+            # Read the whole log as it streams, keeping the failing step's section and the
+            # failure's surroundings (bounded memory; a log of any size keeps its step headers).
+            digest = LogDigest(target_ordinal(steps), deadline)
             try:
-                text = self.rest.get_redirected_text(repo, f"{base}/actions/jobs/{job_id}/logs")
+                found = self.rest.stream_redirected(repo, f"{base}/actions/jobs/{job_id}/logs", digest.feed)
             except GitHubError as exc:  # expired or forbidden log: say so, keep the rest
                 log.warning("no log for job %s of %s: %s", job_id, repo.full_name, exc)
-                text = None
-            logs.append(JobLog(name, text, step, conclusion))
-        logs += [JobLog(n, None, s, c) for n, _, s, c in failed[self.max_logs:]]
+                found = False
+            logs.append(JobLog(name, digest.close() if found else None, step, conclusion, steps))
+        logs += [JobLog(n, None, s, c, st) for n, _, s, c, st in failed[self.max_logs:]]
         secrets = [self.provider.token_for(repo)]
         excerpt = build_excerpt(logs, passed, limit=self.excerpt_limit, secrets=secrets, notes=notes)
         primary = red[0]
