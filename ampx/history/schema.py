@@ -26,6 +26,7 @@ TASK_COLUMNS: tuple[str, ...] = (
     "ci_run_url",
     "max_attempts",
     "deleted_at",
+    "green_at",
 )
 
 ATTEMPT_COLUMNS: tuple[str, ...] = (
@@ -97,5 +98,10 @@ _V2 = [
     "CREATE INDEX IF NOT EXISTS tasks_owner ON tasks (owner, created_at)",
 ]
 
-MIGRATIONS: list[list[str]] = [_V1, _V2]
+# v3: when the task turned green (its Succeeded condition's transition), for `ampx stats`.
+_V3 = [
+    "ALTER TABLE tasks ADD COLUMN green_at TIMESTAMP",
+]
+
+MIGRATIONS: list[list[str]] = [_V1, _V2, _V3]
 SCHEMA_VERSION = len(MIGRATIONS)
