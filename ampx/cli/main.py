@@ -279,9 +279,7 @@ def _print_tasks(tasks: list, fmt: str, backend: Backend) -> None:
         return
     short = None if wide else _short_ids(backend, [t["metadata"]["name"] for t in tasks])
     if output.is_tty():
-        from rich.console import Console
-
-        Console().print(output.rich_table(tasks, wide, short))
+        click.echo(output.terminal_table(tasks, wide, short))
     else:
         click.echo(output.plain_table([output.row(t, wide, short) for t in tasks],
                                       output.WIDE if wide else output.COLUMNS))

@@ -76,36 +76,62 @@ def plain_table(rows: list[list[str]], headers: list[str]) -> str:
 
 
 PHASE_STYLE = {"success": "green", "needs_review": "yellow", "error": "red", "aborted": "magenta",
-               "running": "cyan", "retrying": "cyan", "queued": "dim"}
+               "running": "cyan", "retrying": "cyan", "queued": "bright_black"}
+# Columns a narrow terminal shortens, in this order (ID, PHASE, ATTEMPTS, AGE never shrink).
+SHRINK_ORDER = ["SUMMARY", "BRANCH", "PR", "REPO", "OWNER", "STAGE"]
+SEP = "   "
+
+
+def fit(rows: list[list[str]], headers: list[str], width: int) -> list[list[str]]:
+    """The rows cut to `width` columns: the shrinkable columns give up room in SHRINK_ORDER,
+    each down to its header's width, and a cut cell ends in "…". Ids are never cut."""
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+    excess = sum(widths) + len(SEP) * (len(headers) - 1) - width
+    for name in SHRINK_ORDER:
+        if excess <= 0:
+            break
+        if name in headers:
+            i = headers.index(name)
+            give = min(excess, widths[i] - max(len(name), 3))
+            if give > 0:
+                widths[i] -= give
+                excess -= give
+    return [[c if len(c) <= w else c[:w - 1] + "…" for c, w in zip(r, widths)] for r in rows]
+
+
+def terminal_table(tasks: Iterable, wide: bool, short: Optional[dict] = None,
+                   width: Optional[int] = None, color: bool = True) -> str:
+    """The terminal's table: one line per task. The default table is cut to the terminal's
+    width (ids and phases never); -o wide shows everything in full, like kubectl."""
+    import shutil
+
+    headers = WIDE if wide else COLUMNS
+    rows = [row(t, wide, short) for t in tasks]
+    if not wide:
+        rows = fit(rows, headers, width or shutil.get_terminal_size().columns)
+    text = plain_table(rows, headers)
+    if not color or not rows:
+        return text
+    lines = text.split("\n")
+    out = [click_style(lines[0], bold=True)]
+    for line, cells in zip(lines[1:], rows):
+        phase = cells[1]
+        at = line.index(phase, len(cells[0]))
+        out.append(line[:at] + click_style(phase, fg=PHASE_STYLE.get(phase)) + line[at + len(phase):])
+    return "\n".join(out)
+
+
+def click_style(text: str, **kw) -> str:
+    import click
+
+    return click.style(text, **kw)
 
 
 def rich_table(tasks: Iterable, wide: bool, short: Optional[dict] = None):
-    """The terminal's table: ids and phases never wrap or shorten; on the default table the
-    other columns are cut to the terminal's width with an ellipsis, on -o wide they fold.
-    Cells are Text objects, so a title holding `[bold]` is text, not markup."""
-    from rich.table import Table
+    """The same table as a rich renderable, for live views (`ls -w`, the demo)."""
     from rich.text import Text
 
-    rows = [row(t, wide, short) for t in tasks]
-    headers = WIDE if wide else COLUMNS
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    for i, h in enumerate(headers):
-        fixed = h in ("ID", "PHASE", "ATTEMPTS", "AGE")
-        longest = max([len(h)] + [len(r[i]) for r in rows])
-        if fixed:
-            table.add_column(h, no_wrap=True, min_width=longest)
-        elif wide:
-            table.add_column(h, overflow="fold")
-        else:
-            table.add_column(h, no_wrap=True, overflow="ellipsis",
-                             ratio=3 if h == "SUMMARY" else 1)
-    for cells in rows:
-        texts = [Text(c) for c in cells]
-        style = PHASE_STYLE.get(cells[1], "")
-        if style:
-            texts[1].stylize(style)
-        table.add_row(*texts)
-    return table
+    return Text.from_ansi(terminal_table(list(tasks), wide, short))
 
 
 def is_tty() -> bool:
