@@ -732,6 +732,9 @@ def main(argv: Optional[list[str]] = None) -> None:
         _error(f"database: {exc}")
     except UnicodeDecodeError as exc:
         _error(f"a file ampx read is not UTF-8 text ({exc.reason} at byte {exc.start})")
+    except OSError as exc:  # permission denied, no space left, read-only file system...
+        where = f": {exc.filename}" if exc.filename else ""
+        _error(f"{exc.strerror or exc}{where}")
     except Exception as exc:  # still one line; AMPX_DEBUG=1 shows the traceback
         from ..redact import redact
         from ..settings import env

@@ -169,7 +169,8 @@ class LocalBackend:
         if not path.exists():
             raise CliError(f"attempt {attempt} of task {task.name} left no log "
                            "(it was stopped before its process started, or the log was removed)")
-        with open(path, encoding="utf-8", errors="replace") as fh:
+        # newline="": a lone CR stays a CR (shown as \r), not turned into a line break
+        with open(path, encoding="utf-8", errors="replace", newline="") as fh:
             while True:
                 chunk = fh.read()
                 if chunk:
