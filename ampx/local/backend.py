@@ -28,6 +28,10 @@ class LocalBackend:
     namespace = "local"
 
     def __init__(self, store=None, ensure_supervisor: bool = True) -> None:
+        if store is None:
+            home = paths.home(create=False)
+            if home.exists() and not home.is_dir():
+                raise CliError(f"AMPX_HOME {home} is not a directory")
         self._store = store
         self.ensure_supervisor = ensure_supervisor
         self.reader = TaskReader(store.path if store is not None else paths.db_path(create=False))
