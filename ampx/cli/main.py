@@ -60,7 +60,8 @@ def _complete_ids(ctx: click.Context, param: click.Parameter, incomplete: str):
         c = Ctx(root.params.get("backend"), root.params.get("namespace"),
                 root.params.get("context"))
         b = c.backend(supervise=False)  # completing must not start anything
-        return [t.name for t in b.list(True, owner_name()) if t.name.startswith(incomplete.lower())]
+        names = (d["metadata"]["name"] for d in b.list_docs(True, owner_name()))
+        return [n for n in names if n.startswith(incomplete.lower())]
     except Exception:
         return []
 

@@ -133,7 +133,10 @@ class LocalBackend:
             time.sleep(0.25)
 
     def get(self, name: str):
-        doc = next((d for d in self.list_docs(True, "") if d["metadata"]["name"] == name), None)
+        try:
+            doc = self.reader.doc(name)
+        except StoreUnreadable as exc:
+            raise CliError(str(exc)) from None
         if doc is None:
             raise CliError(f"task {name} no longer exists")
         return _task(doc)

@@ -66,6 +66,14 @@ class TaskReader:
             out.append(d)
         return out
 
+    def doc(self, name: str) -> Optional[dict]:
+        rows = self._rows("SELECT version, doc FROM local_tasks WHERE id = ?", (name,))
+        if not rows:
+            return None
+        d = json.loads(rows[0][1])
+        d.setdefault("metadata", {})["resourceVersion"] = str(rows[0][0])
+        return d
+
     def ids(self) -> list[str]:
         return [r[0] for r in self._rows("SELECT id FROM local_tasks ORDER BY id")]
 

@@ -23,7 +23,7 @@ from ampx.sandbox.scenarios import scenarios
 
 pytestmark = pytest.mark.e2e
 NOW = "2026-11-25T10:00:00Z"
-SLOW = "Wait for a while\n@fake sleep 60"
+SLOW = "Wait for a while\n@fake sleep 25"
 
 
 @pytest.fixture
