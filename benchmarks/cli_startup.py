@@ -45,14 +45,15 @@ for i in range({n}):
                        pr_state='open' if phase == Phase.SUCCESS else None)
     store.save_status(t, st)
 """
-    subprocess.run([sys.executable, "-c", code], check=True)
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=home)
 
 
-def median_time(argv: list[str], env: dict, runs: int) -> float:
+def median_time(argv: list[str], env: dict, runs: int, cwd: Path) -> float:
     times = []
     for _ in range(runs):
         t0 = time.perf_counter()
-        r = subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # cwd elsewhere: `python -m` puts the working directory first on sys.path
+        r = subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=cwd)
         times.append(time.perf_counter() - t0)
         if r.returncode != 0:
             raise SystemExit(f"{' '.join(argv)} failed: {r.stderr.decode()[-500:]}")
@@ -77,9 +78,10 @@ def main() -> None:
                  ("ampx ls --all", ampx + ["ls", "--all"])]
         if shutil.which("kubectl"):
             cases.insert(0, ("kubectl version --client", ["kubectl", "version", "--client"]))
-        print(f"median of {args.runs} runs, {args.tasks} local tasks, tree {args.root}")
+        print(f"median of {args.runs} runs, {args.tasks} local tasks, tree {args.root}, "
+              f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
         for label, argv in cases:
-            print(f"  {label:26} {median_time(argv, env, args.runs):.3f} s")
+            print(f"  {label:26} {median_time(argv, env, args.runs, tmp):.3f} s")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

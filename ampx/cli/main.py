@@ -266,8 +266,8 @@ def _short_ids(backend: Backend, shown: list[str]) -> dict:
     """Shortest unique prefixes among every id `resolve` could match, not only those shown."""
     from ..core.ids import short_ids
 
-    everyone = set(backend.all_ids()) | set(shown)
-    return {k: v for k, v in short_ids(everyone).items() if k in set(shown)}
+    wanted = set(shown)
+    return {k: v for k, v in short_ids(set(backend.all_ids()) | wanted).items() if k in wanted}
 
 
 def _print_tasks(tasks: list, fmt: str, backend: Backend) -> None:

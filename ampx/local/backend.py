@@ -12,6 +12,7 @@ from typing import Iterator, Optional
 
 from ..cli.backend import CliError, now_iso
 from ..core.ids import IdError, resolve_prefix
+from ..core.names import OWNER_LABEL
 from . import paths
 from .attention import doc_needs_attention
 from .reader import StoreUnreadable, TaskReader
@@ -36,6 +37,7 @@ class LocalBackend:
         self.ensure_supervisor = ensure_supervisor
         self.reader = TaskReader(store.path if store is not None else paths.db_path(create=False))
         self._launcher = None
+        self._snapshot: Optional[list[dict]] = None
         self.notices: list[str] = []  # what the CLI should tell the user (stderr)
 
     @classmethod
@@ -71,7 +73,8 @@ class LocalBackend:
         """Any command restarts a supervisor that died (even kill -9) while tasks were in flight."""
         if not self.ensure_supervisor:
             return
-        if not any(doc_needs_attention(d) for d in self.list_docs(True, "")):
+        self._snapshot = self.list_docs(True, "")  # `ls` lists from it: one read, one parse
+        if not any(doc_needs_attention(d) for d in self._snapshot):
             return
         from .supervisor import running_pid
 
@@ -99,7 +102,12 @@ class LocalBackend:
 
     # ------------------------------------------------------------------ reading
     def list_docs(self, all_owners: bool, owner: str) -> list[dict]:
-        """The stored wire form of the tasks: what `ls` prints, without building models."""
+        """The stored wire form of the tasks: what `ls` prints, without building models (the
+        first call after `revive` reuses the documents it read)."""
+        snapshot, self._snapshot = self._snapshot, None
+        if snapshot is not None:
+            return [d for d in snapshot if all_owners
+                    or (d["metadata"].get("labels") or {}).get(OWNER_LABEL) == owner]
         try:
             return self.reader.docs(None if all_owners else owner)
         except StoreUnreadable as exc:

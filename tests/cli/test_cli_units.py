@@ -258,3 +258,31 @@ def test_the_kube_client_builds_the_batch_and_core_apis_only_when_used():
     api = KubeApi(client.ApiClient(client.Configuration()))
     assert "batch" not in vars(api) and "core" not in vars(api)
     assert isinstance(api.batch, client.BatchV1Api) and "batch" in vars(api)
+
+
+def test_a_pending_merge_is_visible_in_get_and_ls():
+    t = task(phase=Phase.SUCCESS, pr_state="open", pr_number=3, pr_url="http://gh/pull/3")
+    t.spec.merge_requested_at = NOW
+    assert f"(open) (merge requested {NOW}, not yet handled)" in output.describe(t)
+    t.status.pr_state = "merging"
+    assert output.row(t)[4] == "#3 (merging)"
+
+
+def test_the_supervisor_logs_a_lasting_problem_once_not_every_tick(caplog):
+    from ampx.local.supervisor import Supervisor
+
+    class BrokenStore:
+        """Lists a task that needs attention; loading it always fails."""
+
+        def list(self):
+            return [task(phase=Phase.RUNNING)]
+
+        def load(self, name):
+            raise RuntimeError("GitHub is not configured")
+
+    sup = Supervisor(BrokenStore(), launcher=None, forge=None)
+    with caplog.at_level("WARNING", logger="ampx.supervisor"):
+        for _ in range(8):
+            sup.step()
+    lines = [r.getMessage() for r in caplog.records if r.name == "ampx.supervisor"]
+    assert lines == ["task 01jabcdefgh0000000000000aa: GitHub is not configured"]
