@@ -286,3 +286,10 @@ def test_the_supervisor_logs_a_lasting_problem_once_not_every_tick(caplog):
             sup.step()
     lines = [r.getMessage() for r in caplog.records if r.name == "ampx.supervisor"]
     assert lines == ["task 01jabcdefgh0000000000000aa: GitHub is not configured"]
+
+
+def test_the_cli_knows_every_phase_without_loading_the_models():
+    from ampx.cli.main import PHASES, WATCH_EXIT
+
+    assert set(PHASES) == {p.value for p in Phase}
+    assert {p.value for p in Phase if not p.active} == set(WATCH_EXIT)

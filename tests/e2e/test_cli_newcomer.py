@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -15,7 +14,7 @@ import pytest
 
 from ampx.core import events as ev
 from ampx.core.decide import decide
-from ampx.core.models import AmpTaskSpec, AmpTaskStatus, Phase, Stage
+from ampx.core.models import AmpTaskSpec, Phase, Stage
 from ampx.local import paths
 from ampx.local.store import LocalStore
 from ampx.local.supervisor import running_pid, stop_background
