@@ -39,7 +39,7 @@ from .core.merge_guard import merge_refusal
 from .core.models import AmpTask, AmpTaskStatus, Stage
 from .core.observe import AttemptState, process_event, report_event, resume_actions
 from .core.repo import parse_repo
-from .github.errors import GitHubError, RetryLater
+from .github.errors import GitHubConfigError, GitHubError, RetryLater
 
 log = logging.getLogger("ampx.engine")
 
@@ -240,7 +240,10 @@ class Engine:
 
     def _need_forge(self) -> Forge:
         if self.forge is None:
-            raise RuntimeError("GitHub is not configured (set AMPX_GITHUB_APP_ID and a key, or GITHUB_TOKEN)")
+            # a permanent refusal the core judges (a merge goes back to open, with the reason),
+            # not an exception retried four times a second
+            raise GitHubConfigError("GitHub is not configured (set AMPX_GITHUB_APP_ID and a key, "
+                                    "or GITHUB_TOKEN)")
         return self.forge
 
     # ------------------------------------------------------------------ reconciling

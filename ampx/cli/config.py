@@ -5,9 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-import yaml
-from platformdirs import user_config_dir
-
 from ..settings import env
 
 BACKENDS = ("local", "kube")
@@ -22,7 +19,12 @@ class ConfigError(ValueError):
 
 def config_path() -> Path:
     home = env("AMPX_HOME")
-    base = Path(home) if home else Path(user_config_dir("ampx"))
+    if home:
+        base = Path(home)
+    else:
+        from platformdirs import user_config_dir  # only without AMPX_HOME
+
+        base = Path(user_config_dir("ampx"))
     return base / "config.yaml"
 
 
@@ -30,16 +32,22 @@ def load() -> dict:
     path = config_path()
     if not path.exists():
         return {}
+    import yaml  # only when there is a file to read
+
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not UTF-8 text") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+        raise ConfigError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must hold a mapping")
     return data
 
 
 def save(data: dict) -> Path:
+    import yaml
+
     path = config_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")

@@ -391,7 +391,7 @@ def _ci_red(c: _Ctx, e: ev.CiRed) -> Optional[str]:
     url = f" ({e.run_url})" if e.run_url else ""
     c.finish(
         Phase.NEEDS_REVIEW,
-        f"CI still red after {st.attempts_in_budget()} attempt(s){url}",
+        f"CI still red after {_attempts_of_run(st)}{url}",
     )
     return None
 
@@ -441,8 +441,24 @@ def _pr_opened(c: _Ctx, e: ev.PrOpened) -> Optional[str]:
         c.actions.append(MarkPullRequestReady(e.number))
         return None
     st.pr_state = "open"
+    c.finish(Phase.SUCCESS, f"CI green after {_attempts_of_run(st)}; PR #{e.number} {how}")
+    return None
+
+
+def _attempts_of_run(st: AmpTaskStatus) -> str:
+    """`2 attempt(s)`; after a `continue`, which attempts, so the count matches ATTEMPTS."""
     n = st.attempts_in_budget()
-    c.finish(Phase.SUCCESS, f"CI green after {n} attempt(s); PR #{e.number} {how}")
+    if not st.budget_start:
+        return f"{n} attempt(s)"
+    return f"{n} attempt(s) since the last continue ({st.attempts} in all)"
+
+
+def _reported_thread(st: AmpTaskStatus) -> Optional[str]:
+    """The latest thread a worker reported: an attempt stopped (abort) before its report was
+    judged still created the thread, and the next attempt must continue it."""
+    for key in sorted(st.reports, key=lambda k: int(k) if k.isdigit() else 0, reverse=True):
+        if st.reports[key].thread_id:
+            return st.reports[key].thread_id
     return None
 
 
@@ -453,8 +469,7 @@ def _pr_ready(c: _Ctx, e: ev.PrReady) -> Optional[str]:
     if e.number != st.pr_number:
         return f"PR #{e.number} is not the task's PR (#{st.pr_number})"
     st.pr_state = "open"
-    n = st.attempts_in_budget()
-    c.finish(Phase.SUCCESS, f"CI green after {n} attempt(s); PR #{e.number} ready for review")
+    c.finish(Phase.SUCCESS, f"CI green after {_attempts_of_run(st)}; PR #{e.number} ready for review")
     return None
 
 
@@ -470,6 +485,7 @@ def _pr_commented(c: _Ctx, e: ev.PrCommented) -> Optional[str]:
 
 def _continue(c: _Ctx, e: ev.Continue) -> Optional[str]:
     st = c.st
+    st.thread_id = st.thread_id or _reported_thread(st)
     if not c.pending_follow_ups():
         return "no new instructions to continue with"
     if st.phase is None:
@@ -493,6 +509,7 @@ def _abort(c: _Ctx, e: ev.Abort) -> Optional[str]:
     st.abort_handled_at = e.requested_at
     if st.phase is not None and st.phase not in ACTIVE_PHASES:
         return f"task already {st.phase.value}; nothing to abort"
+    st.thread_id = st.thread_id or _reported_thread(st)
     rec = st.current()
     where = ""
     if rec is not None and st.stage == Stage.AGENT:

@@ -6,8 +6,6 @@ import re
 import unicodedata
 from typing import Iterable
 
-from ulid import ULID
-
 SLUG_MAX = 40
 DEFAULT_BRANCH_PREFIX = "amp/"
 BRANCH_MAX = 200
@@ -15,6 +13,8 @@ BRANCH_MAX = 200
 
 def new_task_id() -> str:
     """A lowercase ULID: sortable by creation time and a valid Kubernetes object name."""
+    from ulid import ULID  # imported here: listing and --help never need it
+
     return str(ULID()).lower()
 
 
@@ -56,3 +56,25 @@ def resolve_prefix(prefix: str, ids: Iterable[str]) -> str:
         shown = ", ".join(matches[:5]) + (", …" if len(matches) > 5 else "")
         raise IdError(f"task id {prefix!r} is ambiguous: it matches {shown}")
     return matches[0]
+
+
+SHORT_ID_MIN = 7
+
+
+def short_ids(ids: Iterable[str], minimum: int = SHORT_ID_MIN) -> dict[str, str]:
+    """Each id's shortest prefix that names only it among `ids` (at least `minimum` long), like
+    `git log --oneline`: what tables show, and what `resolve_prefix` takes back."""
+    ordered = sorted(set(ids))
+    out: dict[str, str] = {}
+    for i, name in enumerate(ordered):
+        need = minimum
+        for other in (ordered[i - 1] if i else None, ordered[i + 1] if i + 1 < len(ordered) else None):
+            if other is not None:
+                common = 0
+                for a, b in zip(name, other):
+                    if a != b:
+                        break
+                    common += 1
+                need = max(need, common + 1)
+        out[name] = name[:need]
+    return out

@@ -14,15 +14,11 @@ from typing import Annotated, Optional
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-GROUP = "ampx.dev"
-VERSION = "v1alpha1"
-API_VERSION = f"{GROUP}/{VERSION}"
-KIND = "AmpTask"
-PLURAL = "amptasks"
+from .names import API_VERSION, GROUP, KIND, OWNER_LABEL, PLURAL, VERSION  # noqa: F401
+
 SINGULAR = "amptask"
 SHORT_NAMES = ["at"]
 
-OWNER_LABEL = "ampx.dev/owner"
 TASK_LABEL = "ampx.dev/task"
 ATTEMPT_LABEL = "ampx.dev/attempt"
 

@@ -87,7 +87,10 @@ def process_event(status: AmpTaskStatus, seen: AttemptState) -> Optional[ev.Even
         return ev.AttemptFailed(n, AttemptOutcome.AGENT_FAILED, seen.reason or "the attempt's Job failed")
     if seen.state == "succeeded":
         return ev.AttemptFailed(n, AttemptOutcome.AGENT_FAILED, "the worker exited without a report")
-    if seen.state == "running" and not status.history[-1].started_at:
+    rec = status.history[-1]
+    # started (or its Job/process named) but not yet recorded: also when the worker's own
+    # "started" report came first and carried no Job name
+    if seen.state == "running" and (not rec.started_at or (seen.job and not rec.job)):
         return ev.AttemptStarted(n, job=seen.job)
     return None
 

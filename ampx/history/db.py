@@ -21,7 +21,8 @@ from ampx.redact import redact
 BUSY_TIMEOUT_MS = 5000
 
 # Columns never rewritten by redaction (keys and timestamps).
-_NOT_REDACTED = {"id", "task_id", "namespace", "created_at", "updated_at", "started_at", "finished_at", "deleted_at"}
+_NOT_REDACTED = {"id", "task_id", "namespace", "created_at", "updated_at", "started_at", "finished_at",
+                 "deleted_at", "green_at"}
 
 
 class HistoryError(Exception):

@@ -26,6 +26,7 @@ TASK_COLUMNS: tuple[str, ...] = (
     "ci_run_url",
     "max_attempts",
     "deleted_at",
+    "green_at",
 )
 
 ATTEMPT_COLUMNS: tuple[str, ...] = (
@@ -167,6 +168,10 @@ _V3 = [
     "CREATE INDEX IF NOT EXISTS tasks_owner ON tasks (owner, created_at)",
     "CREATE INDEX IF NOT EXISTS tasks_id ON tasks (id)",
 ]
+# v4: when the task turned green (its Succeeded condition's transition), for `ampx stats`.
+_V4 = [
+    "ALTER TABLE tasks ADD COLUMN green_at TIMESTAMP",
+]
 
-MIGRATIONS: list[list[str]] = [_V1, _V2, _V3]
+MIGRATIONS: list[list[str]] = [_V1, _V2, _V3, _V4]
 SCHEMA_VERSION = len(MIGRATIONS)

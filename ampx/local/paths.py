@@ -1,27 +1,47 @@
-"""Where the local runtime keeps its files: AMPX_HOME, else the user's data directory."""
+"""Where the local runtime keeps its files: AMPX_HOME, else the user's data directory.
+
+A relative AMPX_HOME is made absolute once, before anything starts (`pin_home`): the
+supervisor runs with its data directory as working directory and would otherwise resolve it a
+second time (`relhome/relhome/ampx.db`). Reading (`home(create=False)`) creates nothing, so
+`ampx ls` works on a read-only data directory.
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-
-from platformdirs import user_data_dir
 
 from ..settings import env
 
 
-def home() -> Path:
-    path = Path(env("AMPX_HOME") or user_data_dir("ampx"))
-    path.mkdir(parents=True, exist_ok=True)
+def pin_home() -> None:
+    """Make a relative AMPX_HOME absolute in this process's environment (children inherit it)."""
+    raw = env("AMPX_HOME")
+    if raw and not os.path.isabs(raw):
+        os.environ["AMPX_HOME"] = os.path.abspath(raw)
+
+
+def home(create: bool = True) -> Path:
+    raw = env("AMPX_HOME")
+    if raw:
+        path = Path(os.path.abspath(raw))
+    else:
+        from platformdirs import user_data_dir
+
+        path = Path(user_data_dir("ampx"))
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
     return path
 
 
-def db_path() -> Path:
-    return home() / "ampx.db"
+def db_path(create: bool = True) -> Path:
+    return home(create) / "ampx.db"
 
 
-def runs_dir() -> Path:
-    path = home() / "runs"
-    path.mkdir(parents=True, exist_ok=True)
+def runs_dir(create: bool = True) -> Path:
+    path = home(create) / "runs"
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
     return path
 
 

@@ -24,7 +24,7 @@ from ..core.observe import pr_comment_due
 from ..engine import Engine, parse_iso, utcnow
 from ..schedule import CiSchedule
 from ..settings import GitHubSettings, register_env_secrets
-from . import paths
+from . import credentials, paths
 from .launcher import LocalLauncher
 from .store import LocalStore
 
@@ -37,6 +37,11 @@ def lock_path() -> Path:
 
 def pid_path() -> Path:
     return paths.home() / "supervisor.pid"
+
+
+def env_path() -> Path:
+    """The running supervisor's credential fingerprint (see `ampx.local.credentials`)."""
+    return paths.home() / "supervisor.env"
 
 
 def _forge():
@@ -77,6 +82,13 @@ class Supervisor:
         self.tick_s = tick_s
         self.schedule = CiSchedule()
         self.stop = threading.Event()
+        self._last_warning: dict[str, str] = {}
+
+    def _warn(self, name: str, message: str) -> None:
+        """One line per task per distinct problem: a problem that lasts is not news 4x a second."""
+        if self._last_warning.get(name) != message:
+            self._last_warning[name] = message
+            log.warning("task %s: %s", name, message)
 
     def step(self) -> None:
         now = time.monotonic()
@@ -93,7 +105,9 @@ class Supervisor:
                 else:
                     self.engine.reconcile(task.name)
             except Exception as exc:  # one task's trouble must not stop the others
-                log.warning("task %s: %s", task.name, exc)
+                self._warn(task.name, str(exc))
+            else:
+                self._last_warning.pop(task.name, None)
 
     def run(self) -> None:
         log.info("supervisor running on %s", self.store.path)
@@ -116,6 +130,7 @@ def run_foreground() -> int:
         print("another supervisor is running for this data directory", file=sys.stderr)
         return 1
     pid_path().write_text(str(os.getpid()))
+    credentials.record(env_path(), os.environ)
     store = LocalStore(paths.db_path())
     sup = Supervisor(store, LocalLauncher(paths.runs_dir()), _forge(), rules=local_rules)
     signal.signal(signal.SIGTERM, lambda *_: sup.stop.set())
@@ -124,6 +139,7 @@ def run_foreground() -> int:
         sup.run()
     finally:
         pid_path().unlink(missing_ok=True)
+        env_path().unlink(missing_ok=True)
         lock.close()
     return 0
 
@@ -166,6 +182,21 @@ def start_background(wait_s: float = 10.0) -> int:
             break
         time.sleep(0.05)
     raise RuntimeError(f"the supervisor did not start; see {paths.home() / 'supervisor.log'}")
+
+
+def ensure_current(environ=None) -> tuple[int, list[str]]:
+    """A supervisor running with the credentials of `environ` (this process's by default):
+    started if none runs, restarted if it holds other values. Returns (pid, the variables that
+    changed, empty when it kept running or was started fresh)."""
+    environ = os.environ if environ is None else environ
+    pid = running_pid()
+    if pid:
+        differ = credentials.changed(env_path(), environ)
+        if differ == []:
+            return pid, []
+        stop_background()
+        return start_background(), differ or ["(unknown)"]
+    return start_background(), []
 
 
 def stop_background(timeout_s: float = 10.0) -> Optional[int]:

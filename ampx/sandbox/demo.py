@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Optional
 
 from ..cli import output
+from ..cli.visible import visible
 from ..cli.backend import add_follow_up, now_iso, owner_name
-from ..core.ids import default_branch, new_task_id
+from ..core.ids import default_branch, new_task_id, short_ids
 from ..core.models import AmpTask, AmpTaskSpec, Phase
 from .scenarios import Scenario, scenarios
 from .world import DEMO_REPO, PR_ONLY_REPO, applied, start_world
@@ -92,12 +93,13 @@ def drive(backend, runs: list[Run]) -> None:
 
 
 def summary_rows(runs: list[Run]) -> list[list[str]]:
+    short = short_ids(r.task_id for r in runs)
     rows = []
     for r in runs:
         t = r.task
         ttg = f"{r.green_at - r.created:.1f}s" if r.green_at else "-"
         rows.append([
-            r.scenario.key, r.task_id[:10],
+            r.scenario.key, short[r.task_id],
             t.status.phase.value if t and t.status.phase else "-",
             f"{r.scenario.expect_phase}",
             str(t.status.attempts if t else 0), ttg,
@@ -162,7 +164,8 @@ def _run(world, root: Path, keep: bool, timeout_s: float, out) -> int:
         _show_feedback(runs, out)
         if keep:
             print(f"\nKept everything. Try:\n  export AMPX_HOME={world.env['AMPX_HOME']}\n"
-                  f"  ampx ls --all\n  ampx get {runs[1].task_id[:14]}\n  ampx logs {runs[1].task_id[:14]}"
+                  f"  ampx ls --all\n  ampx get {short_ids(r.task_id for r in runs)[runs[1].task_id]}"
+                  f"\n  ampx logs {short_ids(r.task_id for r in runs)[runs[1].task_id]}"
                   f"\n(The GitHub stand-in stopped with the demo; history and logs remain.)",
                   file=out)
         return 0 if ok else 1
@@ -186,7 +189,7 @@ def _show_feedback(runs: list, out) -> None:
         print(f"\nWhat the agent was told after CI went red ({r.scenario.key}, attempt 2, "
               f"thread {t.status.thread_id}):", file=out)
         for ln in lines[:20]:
-            print(f"  | {ln[:110]}", file=out)
+            print(f"  | {visible(ln[:110])}", file=out)
         if len(lines) > 20:
             print(f"  | … ({len(lines) - 20} more lines)", file=out)
 
@@ -206,17 +209,19 @@ class _live:
             self.live.start()
 
     def show(self, tasks) -> None:
+        short = short_ids(t.name for t in tasks)
         if self.live is not None:
-            self.live.update(output.rich_table(tasks, True), refresh=True)
+            self.live.update(output.rich_table(tasks, False, short), refresh=True)
             return
         for t in tasks:
-            line = f"{t.name[:10]}  {t.status.phase.value if t.status.phase else 'queued':13} " \
-                   f"{t.status.summary or ''}"
+            line = f"{short[t.name]}  {t.status.phase.value if t.status.phase else 'queued':13} " \
+                   f"{visible(t.status.summary or '')}"
             if self.last.get(t.name) != line:
                 print(line, file=self.out, flush=True)
                 self.last[t.name] = line
 
     def close(self, tasks) -> None:
         if self.live is not None:
-            self.live.update(output.rich_table(tasks, True), refresh=True)
+            self.live.update(output.rich_table(tasks, False, short_ids(t.name for t in tasks)),
+                             refresh=True)
             self.live.stop()

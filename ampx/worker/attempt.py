@@ -142,7 +142,8 @@ class Attempt:
         if profile.name == "amp":
             key = os.environ.get("AMP_API_KEY")
             if not key:
-                raise ConfigProblem("AMP_API_KEY is not set (mount it from a Secret)")
+                raise ConfigProblem("AMP_API_KEY is not set"
+                                    + getattr(self.client, "credential_hint", ""))
             register_secret(key, pinned=True)
         repo = parse_repo(spec.repo)
         gh = GitHubSettings.from_env()

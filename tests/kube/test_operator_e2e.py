@@ -228,8 +228,10 @@ def test_abort_continue_and_cli_listing(cluster):
     broken = r.stdout.split()[1]
 
     # ls: own tasks, everyone's, by phase; plain text when piped
-    mine = ampx("ls").stdout
-    assert slow in mine and broken not in mine and mine.startswith("ID ")
+    mine = ampx("ls").stdout  # short ids (unique prefixes), like git
+    shown = [line.split()[0] for line in mine.splitlines()[1:]]
+    assert mine.startswith("ID ") and len(shown) == 1 and slow.startswith(shown[0])
+    assert not broken.startswith(shown[0])
     everyone = ampx("ls", "--all", "-o", "name").stdout.split()
     assert sorted(everyone) == sorted([f"amptask/{slow}", f"amptask/{broken}"])
 
