@@ -1,0 +1,211 @@
+"""The runtimes' view of the concurrency limits: which attempts hold a slot, which wait.
+
+`SlotBook` is the engine's `Capacity`: before launching an attempt the engine claims a slot
+and either gets it (the attempt starts) or learns its place in line (the task shows `queued`).
+The runtime tells the book what holds a slot: the local supervisor replaces the whole picture
+on every pass (`set_world`), the operator reports Jobs as its watch sees them (`job_seen`,
+`job_gone`). A slot the engine took but the runtime has not seen yet is a reservation, so two
+claims in a row never both get the last slot. When slots free or places move, `on_wake` gets
+the tasks to reconcile now, so the next attempt starts without any per-task polling.
+The decision itself is the pure `ampx.core.queueing.plan`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+from typing import Callable, Iterable, Optional
+
+from .core.models import OWNER_LABEL, AmpTask
+from .core.queueing import Due, Held, Limits, Plan, plan
+from .core.repo import RepoError, parse_repo
+
+# a reservation the runtime never confirms (a lost watch event) stops counting after this long
+RESERVATION_TTL_S = 120.0
+
+
+def task_key(namespace: str, name: str) -> str:
+    return f"{namespace}/{name}"
+
+
+def attempt_key(namespace: str, name: str, number: int) -> str:
+    return f"{namespace}/{name}#{number}"
+
+
+def repo_of(spec_repo: str) -> str:
+    """One name per repository, whatever form the spec wrote it in."""
+    try:
+        return parse_repo(spec_repo).full_name.lower()
+    except (RepoError, ValueError):
+        return spec_repo.lower()
+
+
+def _now_iso() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class SlotBook:
+    def __init__(self, limits: Limits, on_wake: Optional[Callable[[list[str]], None]] = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.limits = limits
+        self.on_wake = on_wake
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._info: dict[str, tuple[str, str, str]] = {}  # task key -> (namespace, repo, owner)
+        self._held: dict[str, str] = {}  # attempt key -> task key (seen by the runtime)
+        self._reserved: dict[str, tuple[str, float]] = {}  # attempt key -> (task key, when)
+        self._due: dict[str, Due] = {}  # task key -> its due attempt
+        self._shown: dict[str, int] = {}  # task key -> the place last handed out
+        self._plan: Optional[Plan] = None
+
+    # ------------------------------------------------------------------ what the runtime sees
+    def note(self, namespace: str, name: str, repo: str, owner: str) -> None:
+        """A task's repository and owner (for the Jobs of tasks not claimed since a restart)."""
+        with self._lock:
+            info = (namespace, repo_of(repo), owner)
+            if self._info.get(task_key(namespace, name)) != info:
+                self._info[task_key(namespace, name)] = info
+                self._plan = None
+
+    def set_limits(self, limits: Limits) -> None:
+        with self._lock:
+            if limits != self.limits:
+                self.limits, self._plan = limits, None
+        self._wake()
+
+    def set_world(self, tasks: Iterable[tuple[AmpTask, str]]) -> None:
+        """The whole picture (the local supervisor, every pass): each active task whose current
+        attempt is "running" (holds a slot) or "due" (not started); reservations are dropped,
+        as the picture includes every attempt launched so far."""
+        with self._lock:
+            held: dict[str, str] = {}
+            due: dict[str, Due] = {}
+            for task, state in tasks:
+                tkey = self._learn(task)
+                if state == "running":
+                    held[attempt_key(task.namespace, task.name, task.status.attempts)] = tkey
+                elif state == "due":
+                    due[tkey] = self._due_of(task)
+            if held != self._held or due != self._due or self._reserved:
+                self._held, self._due, self._reserved, self._plan = held, due, {}, None
+            self._shown = {k: v for k, v in self._shown.items() if k in due}
+
+    def job_seen(self, namespace: str, task: str, number: int, active: bool) -> None:
+        """The operator's watch saw attempt `number`'s Job: still holding its slot, or done."""
+        akey, tkey = attempt_key(namespace, task, number), task_key(namespace, task)
+        with self._lock:
+            self._reserved.pop(akey, None)
+            before = akey in self._held
+            if active:
+                self._held[akey] = tkey
+                self._due.pop(tkey, None)  # its attempt runs: it no longer waits
+            else:
+                self._held.pop(akey, None)
+            if before != active:
+                self._plan = None
+        if not active:
+            self._wake()
+
+    def job_gone(self, namespace: str, task: str, number: int) -> None:
+        self.job_seen(namespace, task, number, active=False)
+
+    def forget(self, namespace: str, name: str, deleted: bool = False) -> None:
+        """The task has no due attempt any more (started elsewhere, aborted, finished)."""
+        tkey = task_key(namespace, name)
+        with self._lock:
+            changed = self._due.pop(tkey, None) is not None
+            self._shown.pop(tkey, None)
+            if deleted:
+                self._info.pop(tkey, None)
+                for akey in [a for a, t in self._held.items() if t == tkey]:
+                    del self._held[akey]
+                    changed = True
+            if changed:
+                self._plan = None
+        if changed:
+            self._wake()
+
+    # ------------------------------------------------------------------ the engine's Capacity
+    def claim(self, task: AmpTask, number: int) -> Optional[int]:
+        """None: attempt `number` may start now and its slot is taken; else its place in line."""
+        with self._lock:
+            tkey = self._learn(task)
+            due = self._due_of(task)
+            if self._due.get(tkey) != due:
+                self._due[tkey], self._plan = due, None
+            current = self._current()
+            if tkey in current.start:
+                del self._due[tkey]
+                self._shown.pop(tkey, None)
+                self._reserved[attempt_key(task.namespace, task.name, number)] = (tkey, self.clock())
+                self._plan = None
+                return None
+            place = current.place.get(tkey, len(current.place) + 1)
+            self._shown[tkey] = place
+            return place
+
+    def release(self, task: AmpTask, number: int) -> None:
+        """The launch failed: the slot taken by `claim` is free again."""
+        with self._lock:
+            self._reserved.pop(attempt_key(task.namespace, task.name, number), None)
+            self._plan = None
+        self._wake()
+
+    # ------------------------------------------------------------------ reading
+    def holding(self, namespace: Optional[str] = None) -> int:
+        """Attempts holding a slot (seen or reserved), in one namespace or all."""
+        with self._lock:
+            self._expire()
+            keys = set(self._held) | set(self._reserved)
+            return sum(1 for k in keys if namespace is None or k.startswith(namespace + "/"))
+
+    def waking(self) -> list[str]:
+        """Task keys to reconcile now: those that may start and those whose place moved."""
+        with self._lock:
+            current = self._current()
+            moved = [k for k, p in current.place.items() if k in self._shown and self._shown[k] != p]
+            return list(current.start) + moved
+
+    # ------------------------------------------------------------------ inside
+    def _wake(self) -> None:
+        if self.on_wake is None:
+            return
+        keys = self.waking()
+        if keys:
+            self.on_wake(keys)
+
+    def _learn(self, task: AmpTask) -> str:
+        tkey = task_key(task.namespace, task.name)
+        owner = (task.metadata.get("labels") or {}).get(OWNER_LABEL, "unknown")
+        info = (task.namespace, repo_of(task.spec.repo), owner)
+        if self._info.get(tkey) != info:
+            self._info[tkey], self._plan = info, None
+        return tkey
+
+    def _due_of(self, task: AmpTask) -> Due:
+        ns, repo, owner = self._info[task_key(task.namespace, task.name)]
+        rec = task.status.current()
+        since = (rec.queued_at if rec is not None else None) or task.status.updated_at \
+            or task.metadata.get("creationTimestamp") or _now_iso()
+        return Due(task_key(task.namespace, task.name), ns, repo, owner, since)
+
+    def _expire(self) -> None:
+        now = self.clock()
+        stale = [a for a, (_, t) in self._reserved.items() if now - t > RESERVATION_TTL_S]
+        for akey in stale:
+            del self._reserved[akey]
+        if stale:
+            self._plan = None
+
+    def _current(self) -> Plan:
+        self._expire()
+        if self._plan is None:
+            holders = {a: t for a, (t, _) in self._reserved.items()}
+            holders.update(self._held)
+            held = []
+            for tkey in holders.values():
+                ns, repo, owner = self._info.get(tkey, (tkey.split("/", 1)[0], "?", "?"))
+                held.append(Held(ns, repo, owner))
+            self._plan = plan(self.limits, held, list(self._due.values()))
+        return self._plan
