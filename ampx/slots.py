@@ -57,6 +57,8 @@ class SlotBook:
         self._reserved: dict[str, tuple[str, float]] = {}  # attempt key -> (task key, when)
         self._due: dict[str, Due] = {}  # task key -> its due attempt
         self._shown: dict[str, int] = {}  # task key -> the place last handed out
+        self._turns: dict[tuple[str, str], int] = {}  # (namespace, owner) -> latest start
+        self._turn = 0
         self._plan: Optional[Plan] = None
 
     # ------------------------------------------------------------------ what the runtime sees
@@ -95,16 +97,17 @@ class SlotBook:
         """The operator's watch saw attempt `number`'s Job: still holding its slot, or done."""
         akey, tkey = attempt_key(namespace, task, number), task_key(namespace, task)
         with self._lock:
-            self._reserved.pop(akey, None)
+            reserved = self._reserved.pop(akey, None) is not None
             before = akey in self._held
             if active:
                 self._held[akey] = tkey
                 self._due.pop(tkey, None)  # its attempt runs: it no longer waits
             else:
                 self._held.pop(akey, None)
-            if before != active:
+            freed = not active and (before or reserved)
+            if before != active or reserved:
                 self._plan = None
-        if not active:
+        if freed:
             self._wake()
 
     def job_gone(self, namespace: str, task: str, number: int) -> None:
@@ -138,6 +141,8 @@ class SlotBook:
             if tkey in current.start:
                 del self._due[tkey]
                 self._shown.pop(tkey, None)
+                self._turn += 1
+                self._turns[(due.namespace, due.owner)] = self._turn
                 self._reserved[attempt_key(task.namespace, task.name, number)] = (tkey, self.clock())
                 self._plan = None
                 return None
@@ -207,5 +212,5 @@ class SlotBook:
             for tkey in holders.values():
                 ns, repo, owner = self._info.get(tkey, (tkey.split("/", 1)[0], "?", "?"))
                 held.append(Held(ns, repo, owner))
-            self._plan = plan(self.limits, held, list(self._due.values()))
+            self._plan = plan(self.limits, held, list(self._due.values()), self._turns)
         return self._plan

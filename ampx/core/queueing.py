@@ -6,9 +6,11 @@ local worker process still running. An attempt that is due but finds no free slo
 task shows `queued` and its place. Pure: the runtimes pass what holds a slot and what is due.
 
 Fairness, per namespace: the next free slot goes to the owner with the fewest attempts holding
-(or already promised) a slot; between owners with as many, to the one whose first waiting
-attempt has waited longest. An owner's own attempts go in the order they became due. So one
-owner's 500 tasks never starve another's one, and owners with nothing running take turns.
+(or already promised) a slot; between owners with as many, to the one whose last turn (an
+attempt of theirs starting) is longest ago, an owner who never had one first; then to the one
+whose first waiting attempt has waited longest. An owner's own attempts go in the order they
+became due. So owners take turns: one owner's 500 tasks never starve another's one, even with
+a limit of 1.
 Retries and `continue` attempts are due attempts like any other: they queue the same way.
 """
 
@@ -65,8 +67,12 @@ class Plan:
     place: Mapping[str, int] = field(default_factory=dict)  # key -> 1-based place in line
 
 
-def plan(limits: Limits, held: list[Held], due: list[Due]) -> Plan:
-    """Which due attempts start now, and the place in line of every one that waits."""
+def plan(limits: Limits, held: list[Held], due: list[Due],
+         turns: Optional[Mapping[tuple[str, str], int]] = None) -> Plan:
+    """Which due attempts start now, and the place in line of every one that waits.
+
+    turns: (namespace, owner) -> when that owner's latest attempt started, as an increasing
+    count (missing: never, or not since the runtime started)."""
     if limits.unlimited:
         return Plan(start=tuple(d.key for d in sorted(due, key=_age)))
     namespaces: dict[str, list[Due]] = defaultdict(list)
@@ -76,7 +82,8 @@ def plan(limits: Limits, held: list[Held], due: list[Due]) -> Plan:
     place: dict[str, int] = {}
     for ns in sorted(namespaces):
         mine = [h for h in held if h.namespace == ns]
-        _plan_namespace(limits, mine, namespaces[ns], start, place)
+        last = {o: n for (space, o), n in (turns or {}).items() if space == ns}
+        _plan_namespace(limits, mine, namespaces[ns], last, start, place)
     return Plan(start=tuple(start), place=place)
 
 
@@ -84,19 +91,24 @@ def _age(d: Due) -> tuple[str, str]:
     return (d.since, d.key)
 
 
-def _plan_namespace(limits: Limits, held: list[Held], due: list[Due], start: list[str],
-                    place: dict[str, int]) -> None:
+def _plan_namespace(limits: Limits, held: list[Held], due: list[Due], last: dict[str, int],
+                    start: list[str], place: dict[str, int]) -> None:
     running = len(held)
     per_repo = Counter(h.repo for h in held)
     load = Counter(h.owner for h in held)
     queues: dict[str, deque[Due]] = defaultdict(deque)
     for d in sorted(due, key=_age):
         queues[d.owner].append(d)
-    heap = [(load[o], *_age(q[0]), o) for o, q in queues.items()]
+    turn = max(last.values(), default=0)
+
+    def rank(owner: str) -> tuple:
+        return (load[owner], last.get(owner, -1), *_age(queues[owner][0]), owner)
+
+    heap = [rank(o) for o in queues]
     heapq.heapify(heap)
     waiting = 0
     while heap:
-        _, _, _, owner = heapq.heappop(heap)
+        owner = heapq.heappop(heap)[-1]
         d = queues[owner].popleft()
         ns_free = limits.per_namespace is None or running < limits.per_namespace
         repo_free = limits.per_repo is None or per_repo[d.repo] < limits.per_repo
@@ -108,8 +120,10 @@ def _plan_namespace(limits: Limits, held: list[Held], due: list[Due], start: lis
             waiting += 1
             place[d.key] = waiting
         load[owner] += 1  # promised a slot, now or when its turn comes
+        turn += 1
+        last[owner] = turn
         if queues[owner]:
-            heapq.heappush(heap, (load[owner], *_age(queues[owner][0]), owner))
+            heapq.heappush(heap, rank(owner))
 
 
 def ordinal(n: int) -> str:
