@@ -8,6 +8,7 @@ import sys
 from typing import Iterable, Optional
 
 from ..core.names import OWNER_LABEL
+from ..core.queueing import ordinal
 from .visible import visible
 
 COLUMNS = ["ID", "PHASE", "ATTEMPTS", "REPO", "PR", "AGE", "SUMMARY"]
@@ -195,6 +196,8 @@ def describe(task) -> str:
         f"Phase:       {st.phase.value if st.phase else 'queued'}"
         + (f" ({st.stage.value})" if st.stage and st.stage.value != "idle" else ""),
         f"Summary:     {v(st.summary or '-')}",
+        *([f"Queue:       {ordinal(st.queue_position)} in line (waiting for a free slot)"]
+          if st.queue_position else []),
         f"Repo:        {v(spec.repo)}",
         f"Branch:      {v(spec.branch or '-')}" + (f" (base {v(spec.base_branch)})" if spec.base_branch else ""),
         f"Owner:       {v((task.metadata.get('labels') or {}).get(OWNER_LABEL, '-'))}",
