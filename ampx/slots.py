@@ -47,9 +47,14 @@ def _now_iso() -> str:
 
 class SlotBook:
     def __init__(self, limits: Limits, on_wake: Optional[Callable[[list[str]], None]] = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 seed: Optional[Callable[[str], list[tuple[str, int, bool]]]] = None) -> None:
         self.limits = limits
         self.on_wake = on_wake
+        # seed(namespace) -> [(task, attempt, holds a slot)]: the attempts already running
+        # when the runtime started, read once per namespace before its first claim
+        self.seed = seed
+        self._seeded: set[str] = set()
         self.clock = clock
         self._lock = threading.Lock()
         self._info: dict[str, tuple[str, str, str]] = {}  # task key -> (namespace, repo, owner)
@@ -132,6 +137,7 @@ class SlotBook:
     # ------------------------------------------------------------------ the engine's Capacity
     def claim(self, task: AmpTask, number: int) -> Optional[int]:
         """None: attempt `number` may start now and its slot is taken; else its place in line."""
+        self._seed(task.namespace)
         with self._lock:
             tkey = self._learn(task)
             due = self._due_of(task)
@@ -173,6 +179,20 @@ class SlotBook:
             return list(current.start) + moved
 
     # ------------------------------------------------------------------ inside
+    def _seed(self, namespace: str) -> None:
+        if self.seed is None or namespace in self._seeded:
+            return
+        found = self.seed(namespace)  # outside the lock: an API call
+        with self._lock:
+            if namespace in self._seeded:
+                return
+            for name, number, active in found:
+                akey = attempt_key(namespace, name, number)
+                if active and akey not in self._held:
+                    self._held[akey] = task_key(namespace, name)
+            self._seeded.add(namespace)
+            self._plan = None
+
     def _wake(self) -> None:
         if self.on_wake is None:
             return
