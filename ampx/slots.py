@@ -18,7 +18,7 @@ import time
 from typing import Callable, Iterable, Optional
 
 from .core.models import OWNER_LABEL, AmpTask
-from .core.queueing import Due, Held, Limits, Plan, plan
+from .core.queueing import Due, Held, Limits, Plan, plan, shown_place
 from .core.repo import RepoError, parse_repo
 
 # a reservation the runtime never confirms (a lost watch event) stops counting after this long
@@ -152,7 +152,7 @@ class SlotBook:
                 self._reserved[attempt_key(task.namespace, task.name, number)] = (tkey, self.clock())
                 self._plan = None
                 return None
-            place = current.place.get(tkey, len(current.place) + 1)
+            place = shown_place(current.place.get(tkey, len(current.place) + 1))
             self._shown[tkey] = place
             return place
 
@@ -175,7 +175,8 @@ class SlotBook:
         """Task keys to reconcile now: those that may start and those whose place moved."""
         with self._lock:
             current = self._current()
-            moved = [k for k, p in current.place.items() if k in self._shown and self._shown[k] != p]
+            moved = [k for k, p in current.place.items()
+                     if k in self._shown and self._shown[k] != shown_place(p)]
             return list(current.start) + moved
 
     # ------------------------------------------------------------------ inside

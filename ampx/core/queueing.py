@@ -132,6 +132,22 @@ def ordinal(n: int) -> str:
     return f"{n}{suffix}"
 
 
+EXACT_PLACES = 10
+
+
+def shown_place(place: int) -> int:
+    """The place a status records: exact among the first ten; beyond, rounded up to one
+    significant digit (11..20 -> 20, 101..200 -> 200). Each start moves everybody up one; this
+    way it rewrites a few statuses of a long line, not every one."""
+    if place <= EXACT_PLACES:
+        return place
+    step = 10 ** (len(str(place)) - 1)
+    return -(-place // step) * step
+
+
 def waiting_summary(number: int, place: int) -> str:
-    """The summary of a task whose attempt waits for a slot (what `ampx ls` shows)."""
-    return f"attempt {number} waiting for a free slot ({ordinal(place)} in line)"
+    """The summary of a task whose attempt waits for a slot (what `ampx ls` shows); `place`
+    as `shown_place` gives it."""
+    if place <= EXACT_PLACES:
+        return f"attempt {number} waiting for a free slot ({ordinal(place)} in line)"
+    return f"attempt {number} waiting for a free slot (within the first {place} in line)"

@@ -15,7 +15,7 @@ from ampx.core.models import (
     Policy,
     Stage,
 )
-from ampx.core.queueing import Due, Held, Limits, ordinal, plan, waiting_summary
+from ampx.core.queueing import Due, Held, Limits, ordinal, plan, shown_place, waiting_summary
 
 
 def t(i: int) -> str:
@@ -118,6 +118,20 @@ def test_limits_must_be_positive_whole_numbers(bad):
                                     (112, "112th")])
 def test_ordinal(n, text):
     assert ordinal(n) == text
+
+
+@pytest.mark.parametrize("place,shown", [(1, 1), (10, 10), (11, 20), (20, 20), (21, 30),
+                                         (100, 100), (101, 200), (999, 1000), (1001, 2000)])
+def test_places_beyond_ten_are_rounded_up_to_one_significant_digit(place, shown):
+    assert shown_place(place) == shown
+
+
+def test_a_start_rewrites_few_places_of_a_long_line():
+    """Everybody moves up one: only the first ten and those crossing a bound show a change."""
+    before = [shown_place(p) for p in range(2, 1002)]
+    after = [shown_place(p) for p in range(1, 1001)]
+    assert sum(a != b for a, b in zip(before, after)) < 40
+    assert waiting_summary(2, 300) == "attempt 2 waiting for a free slot (within the first 300 in line)"
 
 
 # --------------------------------------------------------------------------- the core's part

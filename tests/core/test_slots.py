@@ -200,3 +200,19 @@ def test_without_a_capacity_every_attempt_starts():
         store.add(name, "alice")
         engine.reconcile(name)
     assert len(launcher.started) == 3
+
+
+def test_a_start_in_a_long_line_wakes_few_tasks():
+    """40 waiting: when a slot frees, the next one starts and only the tasks whose shown place
+    changes (the first ten, and those crossing 20 or 30) are reconciled to rewrite it."""
+    store, launcher, book, engine, woken = setup(Limits(per_namespace=1))
+    names = [f"t{i:02d}" for i in range(41)]
+    for name in names:
+        store.add(name, "alice")
+        engine.reconcile(name)
+    assert store.tasks["t15"].status.queue_position == 20
+    assert "within the first 20 in line" in store.tasks["t15"].status.summary
+    woken.clear()
+    book.job_seen("team", "t00", 1, active=False)
+    assert woken[0] == "team/t01"
+    assert 10 <= len(woken) <= 13, woken
