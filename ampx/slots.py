@@ -61,6 +61,7 @@ class SlotBook:
         self._held: dict[str, str] = {}  # attempt key -> task key (seen by the runtime)
         self._reserved: dict[str, tuple[str, float]] = {}  # attempt key -> (task key, when)
         self._due: dict[str, Due] = {}  # task key -> its due attempt
+        self._due_number: dict[str, int] = {}  # task key -> that attempt's number
         self._shown: dict[str, int] = {}  # task key -> the place last handed out
         self._turns: dict[tuple[str, str], int] = {}  # (namespace, owner) -> latest start
         self._turn = 0
@@ -106,7 +107,8 @@ class SlotBook:
             before = akey in self._held
             if active:
                 self._held[akey] = tkey
-                self._due.pop(tkey, None)  # its attempt runs: it no longer waits
+                if self._due_number.get(tkey, number + 1) <= number:
+                    self._due.pop(tkey, None)  # its due attempt runs: it no longer waits
             else:
                 self._held.pop(akey, None)
             freed = not active and (before or reserved)
@@ -141,6 +143,7 @@ class SlotBook:
         with self._lock:
             tkey = self._learn(task)
             due = self._due_of(task)
+            self._due_number[tkey] = number
             if self._due.get(tkey) != due:
                 self._due[tkey], self._plan = due, None
             current = self._current()

@@ -82,3 +82,16 @@ def test_job_labels():
     assert job_attempt(job("t", 2)) == ("t", 2)
     assert job_attempt({"metadata": {"labels": {TASK_LABEL: "t", ATTEMPT_LABEL: "x"}}}) is None
     assert job_attempt({"metadata": {}}) is None
+
+
+def test_an_old_attempts_job_does_not_take_the_due_attempt_out_of_line():
+    woke = []
+    book = SlotBook(Limits(per_namespace=1), on_wake=woke.extend)
+    job_changed(book, None, job("x", 1), "team")
+    retry = task("a", "alice", "2026-12-02T10:00:00Z")
+    retry.status.attempts = 2
+    assert book.claim(retry, 2) == 1
+    job_changed(book, "MODIFIED", job("a", 1), "team")  # attempt 1's Job, still terminating
+    job_changed(book, "MODIFIED", job("a", 1, done="Complete"), "team")
+    job_changed(book, "MODIFIED", job("x", 1, done="Complete"), "team")
+    assert "team/a" in woke, "the retry is still in line and is woken when the slot frees"
