@@ -24,7 +24,7 @@ from ..agent.runner import AgentRun
 from ..redact import redact, register_secret
 from .agent_env import AgentEnvError, agent_environment, make_home
 from .attempt_spec import AttemptSpec
-from .harden import forbid_inspection
+from .harden import die_with_parent, forbid_inspection
 
 RESULT_FILE = "agent-result.json"
 THREAD_PREFIX = "AMPX_THREAD "
@@ -163,6 +163,10 @@ def run_agent_step(spec: AttemptSpec, workspace: Path, control: Path,
                    home: Optional[Path] = None) -> int:
     """`ampx worker agent`: the process holds the agent's key and nothing else."""
     forbid_inspection()  # its key is the agent's own, but its stdout must not be forged
+    parent = os.getppid()
     step = AgentStep(spec, workspace, control, home)
     signal.signal(signal.SIGTERM, step.on_sigterm)
+    die_with_parent(signal.SIGTERM)  # a worker killed outright stops its agent too
+    if os.getppid() != parent:  # it died before we asked
+        step.on_sigterm()
     return exit_code_of(step.run())

@@ -77,7 +77,7 @@ def test_nothing_the_agent_wires_into_git_runs_or_redirects_the_push(hostile):
     assert hostile.world.token not in r.stdout + r.stderr
 
     # control: git that trusts the agent's checkout and HOME runs every piece of it
-    work = next(p for p in (hostile.base / "world" / "workspaces").glob("*/agent/work"))
+    work = next(p for p in (hostile.base / "world" / "workspaces").glob("*-a1-*/agent/work"))
     git_env = {"PATH": os.environ["PATH"], "HOME": str(hostile.home), "GIT_TERMINAL_PROMPT": "0"}
 
     def git(*args):
