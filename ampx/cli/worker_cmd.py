@@ -46,6 +46,28 @@ def _token_source():
     return provider_from_settings(GitHubSettings.from_env())
 
 
+def _credentials_from_stdin() -> None:
+    """Take the credential variables from stdin, after becoming non-dumpable: in the initial
+    environment they would be readable in /proc until the worker had started."""
+    import json
+    import os
+
+    from ..settings import SECRET_ENV_VARS
+    from ..worker.harden import forbid_inspection
+
+    forbid_inspection()
+    raw = sys.stdin.buffer.read(TOKEN_MAX_BYTES * 4 + 1)
+    try:
+        doc = json.loads(raw.decode("utf-8") or "{}")
+    except (UnicodeDecodeError, ValueError):
+        doc = None
+    if not isinstance(doc, dict) or len(raw) > TOKEN_MAX_BYTES * 4:
+        raise CliError("--credentials-stdin: stdin must hold one JSON object of credentials")
+    for name, value in doc.items():
+        if name in SECRET_ENV_VARS and isinstance(value, str):
+            os.environ[name] = value
+
+
 _FILE = click.Path(dir_okay=False, path_type=Path)
 _DIR = click.Path(file_okay=False, path_type=Path)
 
@@ -55,8 +77,10 @@ _DIR = click.Path(file_okay=False, path_type=Path)
 @click.option("--attempt", "number", type=click.IntRange(1, 10_000))
 @click.option("-n", "--namespace", help="Namespace of the AmpTask (kube).")
 @click.option("--backend", type=click.Choice(["local", "kube"]), default="kube", show_default=True)
+@click.option("--credentials-stdin", is_flag=True, hidden=True,
+              help="Read the credential variables as a JSON object on stdin (local launcher).")
 @click.pass_context
-def worker(ctx, task_name, number, namespace, backend):
+def worker(ctx, task_name, number, namespace, backend, credentials_stdin):
     """Run one attempt of a task (what each Job, or local attempt process, runs), or one of its
     steps: prepare (token), agent (agent key only), publish (token)."""
     if ctx.invoked_subcommand is not None:
@@ -73,6 +97,9 @@ def worker(ctx, task_name, number, namespace, backend):
     from ..local.paths import local_store
     from ..worker.clients import LocalTaskClient
     from ..worker.local_attempt import run_local_attempt
+
+    if credentials_stdin:
+        _credentials_from_stdin()
 
     sys.exit(run_local_attempt(LocalTaskClient(local_store()), task_name, number, _token_source))
 
