@@ -113,6 +113,7 @@ def prepare(attempt_file, token_file, private, workspace):
     """Clone privately and create the agent's checkout (exit 2: configuration, 8: git)."""
     from ..worker.attempt import Exit
     from ..worker.harden import forbid_inspection
+    from ..worker.lines import one_line
     from ..worker.prepare_step import PrepareFailed, prepare as run_prepare
 
     forbid_inspection()
@@ -120,7 +121,7 @@ def prepare(attempt_file, token_file, private, workspace):
     token = _token(token_file)
 
     def log(line: str) -> None:
-        click.echo(line)
+        click.echo(one_line(line))
 
     try:
         start = run_prepare(spec, token, private, workspace, log=log)
@@ -154,6 +155,7 @@ def publish(attempt_file, token_file, private, workspace, control, report_file):
     """Wait for the agent, then commit from a private snapshot and push (prints AMPX_REPORT)."""
     from ..settings import credential_values
     from ..worker.harden import forbid_inspection
+    from ..worker.lines import one_line
     from ..worker.publish_step import (DEADLINE_GRACE_S, Publisher, emit_report,
                                        wait_for_agent_result)
 
@@ -164,7 +166,8 @@ def publish(attempt_file, token_file, private, workspace, control, report_file):
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     deadline = time.monotonic() + spec.timeout_s + DEADLINE_GRACE_S
     result = wait_for_agent_result(control, deadline, stop)
-    publisher = Publisher(spec, token, private, workspace, credential_values(), click.echo)
+    publisher = Publisher(spec, token, private, workspace, credential_values(),
+                          lambda line: click.echo(one_line(line)))
     code, report = publisher.run(result, stopped=stop.is_set(), timed_out=result is None)
     emit_report(report, report_file, sys.stdout)
     sys.exit(code)

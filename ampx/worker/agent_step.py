@@ -25,6 +25,7 @@ from ..redact import redact, register_secret
 from .agent_env import AgentEnvError, agent_environment, make_home
 from .attempt_spec import AttemptSpec
 from .harden import die_with_parent, forbid_inspection
+from .lines import one_line
 
 RESULT_FILE = "agent-result.json"
 THREAD_PREFIX = "AMPX_THREAD "
@@ -88,10 +89,7 @@ class AgentStep:
         self.stopped = False
 
     def log(self, line: str) -> None:
-        line = redact(line)
-        if line.startswith("AMPX_"):  # only this step's own lines carry the markers
-            line = " " + line
-        self.out.write(line + "\n")
+        self.out.write(one_line(line) + "\n")  # only this step's own lines carry the markers
         self.out.flush()
 
     def announce_thread(self, thread_id: str) -> None:
