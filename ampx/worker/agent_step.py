@@ -168,3 +168,27 @@ def run_agent_step(spec: AttemptSpec, workspace: Path, control: Path,
     if os.getppid() != parent:  # it died before we asked
         step.on_sigterm()
     return exit_code_of(step.run())
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """The agent step without the CLI's imports (the local worker starts it this way: one
+    process start per attempt is on the path to green). Same options as `ampx worker agent`."""
+    import argparse
+
+    from .attempt_spec import AttemptSpecError, load_attempt_spec
+
+    parser = argparse.ArgumentParser(prog="ampx worker agent")
+    for name in ("--attempt-file", "--workspace", "--control"):
+        parser.add_argument(name, required=True, type=Path)
+    parser.add_argument("--home", type=Path)
+    args = parser.parse_args(argv)
+    try:
+        spec = load_attempt_spec(args.attempt_file)
+    except AttemptSpecError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 1
+    return run_agent_step(spec, args.workspace, args.control, args.home)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

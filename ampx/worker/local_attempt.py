@@ -146,8 +146,9 @@ class LocalAttempt:
 
     def _run_agent_step(self, spec: AttemptSpec, profile, attempt_file: Path, workspace: Path,
                         control: Path, home: Path) -> bool:
-        """Run `ampx worker agent` in its own session; True if the backstop had to kill it."""
-        argv = [sys.executable, "-m", "ampx", "worker", "agent", "--attempt-file",
+        """Run the agent step (`ampx worker agent`, started as its module to spare the CLI's
+        imports) in its own session; True if the backstop had to kill it."""
+        argv = [sys.executable, "-m", "ampx.worker.agent_step", "--attempt-file",
                 str(attempt_file), "--workspace", str(workspace), "--control", str(control),
                 "--home", str(home)]
         with self._lock:
