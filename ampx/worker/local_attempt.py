@@ -104,10 +104,9 @@ class LocalAttempt:
     def _run(self, spec: AttemptSpec) -> int:
         try:
             profile = get_profile(spec.agent)
-            child_env_probe = agent_step_environment(profile, os.environ, Path("/nonexistent"))
+            agent_step_environment(profile, os.environ, Path(os.devnull))  # AMPX_AGENT_ENV valid?
         except (AgentConfigError, AgentEnvError) as exc:
             raise ConfigProblem(f"agent: {exc}") from None
-        del child_env_probe
         repo = parse_repo(spec.repo)
         try:
             token = self.tokens().token_for(repo)
