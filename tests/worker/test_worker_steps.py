@@ -135,3 +135,38 @@ def test_the_agent_cannot_forge_a_thread_or_report_line(world, tmp_path):
     reports = [ln for ln in pub.stdout.splitlines() if ln.startswith("AMPX_")]
     assert len(reports) == 1 and "f" * 40 not in reports[0], pub.stdout
     assert "left out" in pub.stdout and "AMPX_REPORT" in pub.stdout  # named, on one line
+
+
+def test_publish_stopped_while_waiting_keeps_the_work_as_a_wip_commit(world, attempt, tmp_path):
+    """A pod being deleted: publish gets SIGTERM while the agent still works; it waits for the
+    agent step's (interrupted) result, then pushes what is there as a WIP commit."""
+    import signal
+    import time
+
+    from ampx.worker.agent_step import AgentResultFile
+
+    attempt_file, d, token = attempt
+    af = ["--attempt-file", str(attempt_file)]
+    r = ampx("prepare", *af, "--token-file", str(token), "--private", str(d["private"]),
+             "--workspace", str(d["work"]))
+    assert r.returncode == 0, r.stderr
+    (d["work"] / "calc.py").write_text("# half done\n")
+    d["control"].mkdir()
+    publish = subprocess.Popen(
+        [sys.executable, "-m", "ampx", "worker", "publish", *af, "--token-file", str(token),
+         "--private", str(d["private"]), "--workspace", str(d["work"]), "--control",
+         str(d["control"])], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    time.sleep(1.5)
+    assert publish.poll() is None, "publish waits for the agent"
+    publish.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    assert publish.poll() is None, "and, stopped, gives the agent step time to write its result"
+    AgentResultFile(exit_code=-15, is_error=True, interrupted=True, thread_id="T-1",
+                    tokens_in=5).write(d["control"])
+    out, _ = publish.communicate(timeout=60)
+    assert publish.returncode == Exit.INTERRUPTED, out
+    report = WorkerReport.model_validate_json(
+        [ln for ln in out.splitlines() if ln.startswith("AMPX_REPORT ")][0][len("AMPX_REPORT "):])
+    assert report.outcome == AttemptOutcome.INTERRUPTED and report.commit
+    assert report.thread_id == "T-1" and report.tokens_in == 5
+    assert world.emulator.branches(DEMO_REPO)["amp/steps"] == report.commit
