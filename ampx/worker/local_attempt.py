@@ -125,7 +125,7 @@ class LocalAttempt:
         private, area = root / "private", root / "agent"
         workspace, control, home = area / "work", area / "control", area / "home"
         try:
-            prepare(spec, token, private, workspace, log=self.log)
+            start = prepare(spec, token, private, workspace, log=self.log)
         except PrepareFailed as exc:
             code, outcome = ((Exit.CONFIG, AttemptOutcome.CONFIG_ERROR) if exc.kind == "config"
                              else (Exit.GIT_FAILED, AttemptOutcome.GIT_FAILED))
@@ -139,7 +139,9 @@ class LocalAttempt:
         result = read_agent_result(control)
         secrets = [*credential_values(), *(os.environ.get(n) for n in profile.secret_env)]
         publisher = Publisher(spec, token, private, workspace, secrets, self.log)
-        code, report = publisher.run(result, stopped=self.stop.is_set(), timed_out=timed_out)
+        # the start point from memory: the agent, same user, could rewrite start.json
+        code, report = publisher.run(result, stopped=self.stop.is_set(), timed_out=timed_out,
+                                     start=start)
         self.client.report(self.task_name, self.number, report)
         return code
 
