@@ -13,7 +13,7 @@ from ampx.gitops.repospec import remote_url
 from ampx.sandbox.world import DEMO_REPO
 from ampx.worker.attempt import Exit
 
-from conftest import as_user, the_uid
+from attacklib import as_user, the_uid
 
 LEGIT = "@fake write calc.py def add(a, b):\\n    return a + b\\n\\n\\ndef mul(a, b):\\n    return a * b\\n"
 

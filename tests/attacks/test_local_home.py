@@ -16,7 +16,7 @@ import pytest
 from ampx.core.models import AmpTaskSpec, Phase
 from ampx.local.store import LocalStore
 
-from conftest import ATTACKER_UID, OTHER_UID, as_user, give, python_for_the_user
+from attacklib import ATTACKER_UID, OTHER_UID, as_user, give, python_for_the_user
 
 NOW = "2026-11-25T10:00:00Z"
 

@@ -13,7 +13,7 @@ from ampx.core.models import AttemptOutcome
 from ampx.sandbox.world import DEMO_REPO
 from ampx.worker.attempt import Exit
 
-from conftest import as_user, python_for_the_user, the_uid
+from attacklib import as_user, python_for_the_user, the_uid
 
 SCAN = ("for p in /proc/[0-9]*; do tr '\\0' '\\n' < $p/environ; tr '\\0' ' ' < $p/cmdline; echo; "
         "done 2>/dev/null | grep -a -e ghp_ -e ghs_ -e GITHUB_TOKEN -e PRIVATE >> {loot}/scan; "
@@ -25,7 +25,7 @@ def test_the_agent_reads_no_credential_from_the_worker_or_the_supervisor(hostile
     control_token = "ghp_control" + secrets.token_hex(8)
     sup_home = hostile.base / "sup-home"
     sup_home.mkdir()
-    from conftest import give
+    from attacklib import give
     give(sup_home)
     sup_home.chmod(0o700)
     supervisor = subprocess.Popen([*as_user(the_uid()), python, "-m", "ampx", "daemon", "run"],

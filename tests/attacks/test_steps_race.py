@@ -14,7 +14,7 @@ from ampx.core.models import AttemptOutcome, WorkerReport
 from ampx.gitops.tamper import tamper_check
 from ampx.worker.attempt_spec import attempt_spec_from_task, write_attempt_spec
 
-from conftest import alive, as_user, give, python_for_the_user, the_uid
+from attacklib import alive, as_user, give, python_for_the_user, the_uid
 
 DAEMON = Path(__file__).with_name("daemon.py")
 EVIL = ".github/workflows/evil.yml"
