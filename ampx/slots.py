@@ -19,7 +19,6 @@ from typing import Callable, Iterable, Optional
 
 from .core.models import OWNER_LABEL, AmpTask
 from .core.queueing import Due, Held, Limits, Plan, plan, shown_place
-from .core.repo import RepoError, parse_repo
 
 # a reservation the runtime never confirms (a lost watch event) stops counting after this long
 RESERVATION_TTL_S = 120.0
@@ -34,11 +33,13 @@ def attempt_key(namespace: str, name: str, number: int) -> str:
 
 
 def repo_of(spec_repo: str) -> str:
-    """One name per repository, whatever form the spec wrote it in."""
-    try:
-        return parse_repo(spec_repo).full_name.lower()
-    except (RepoError, ValueError):
-        return spec_repo.lower()
+    """One name per repository (`owner/name`, lowercase), whatever form the spec wrote it in:
+    `o/r`, `https://HOST/o/r(.git)`, `git@HOST:o/r.git`, `ssh://git@HOST:PORT/o/r` (one host
+    per installation, which admission checks)."""
+    text = spec_repo.strip().rstrip("/")
+    text = text[:-4] if text.endswith(".git") else text
+    parts = [p for p in text.replace(":", "/").split("/") if p]
+    return "/".join(parts[-2:]).lower()
 
 
 def _now_iso() -> str:

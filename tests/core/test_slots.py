@@ -216,3 +216,11 @@ def test_a_start_in_a_long_line_wakes_few_tasks():
     book.job_seen("team", "t00", 1, active=False)
     assert woken[0] == "team/t01"
     assert 10 <= len(woken) <= 13, woken
+
+
+def test_repo_names_for_the_per_repo_cap():
+    for form in ("acme/app", "ACME/App", "https://ghe.example.com/acme/app.git",
+                 "git@ghe.example.com:acme/app.git", "ssh://git@ghe.example.com:2222/acme/app",
+                 "https://github.com/acme/app/"):
+        assert repo_of(form) == "acme/app", form
+    assert repo_of("acme/app2") != repo_of("acme/app")
