@@ -224,3 +224,25 @@ def test_repo_names_for_the_per_repo_cap():
                  "https://github.com/acme/app/"):
         assert repo_of(form) == "acme/app", form
     assert repo_of("acme/app2") != repo_of("acme/app")
+
+
+def test_a_continue_queues_the_same_way():
+    from ampx.core.models import FollowUp
+
+    store, launcher, book, engine, _ = setup(Limits(per_namespace=1))
+    store.add("a1", "alice")
+    store.add("b1", "bob")
+    engine.reconcile("a1")
+    finish_job(book, launcher, store, "a1", 1)  # no change: a1 ends in needs_review
+    engine.reconcile("a1")
+    assert store.tasks["a1"].status.phase == Phase.NEEDS_REVIEW
+    engine.reconcile("b1")  # b1 takes the free slot
+    store.tasks["a1"].spec.follow_ups.append(FollowUp(message="try again"))
+    engine.reconcile("a1")
+    st = store.tasks["a1"].status
+    assert st.attempts == 2 and st.phase == Phase.QUEUED and st.queue_position == 1
+    assert ("a1", 2) not in launcher.started
+    finish_job(book, launcher, store, "b1", 1)
+    engine.reconcile("a1")
+    assert launcher.started[-1] == ("a1", 2)
+    assert store.tasks["a1"].status.queue_position is None
