@@ -85,8 +85,8 @@ class Capacity(Protocol):
         """The launch failed: give the slot back."""
         ...
 
-    def forget(self, namespace: str, name: str, deleted: bool = False) -> None:
-        """The task has no attempt waiting for a slot (any more)."""
+    def seen(self, task: AmpTask, waiting: bool) -> None:
+        """The engine looked at `task`; `waiting`: its attempt is due and not started."""
         ...
 
 
@@ -391,8 +391,8 @@ class Engine:
                     log.info("task %s: %s deferred: %s", task.name, type(action).__name__, exc)
             except Exception as exc:  # one task's failure must not stop the loop
                 log.warning("task %s: %s failed: %s", task.name, type(action).__name__, exc)
-        if not waits and self.capacity is not None:
-            self.capacity.forget(task.namespace, task.name)
+        if self.capacity is not None:
+            self.capacity.seen(task, waiting=waits)
 
     # ------------------------------------------------------------------ CI
     def poll_ci(self, name: str) -> Optional[float]:

@@ -3,8 +3,8 @@
 `SlotBook` is the engine's `Capacity`: before launching an attempt the engine claims a slot
 and either gets it (the attempt starts) or learns its place in line (the task shows `queued`).
 The runtime tells the book what holds a slot: the local supervisor replaces the whole picture
-on every pass (`set_world`), the operator reports Jobs as its watch sees them (`job_seen`,
-`job_gone`). A slot the engine took but the runtime has not seen yet is a reservation, so two
+on every pass (`set_world`), the operator reports Jobs as its watch sees them (`job_seen`), and
+the engine every task it looks at (`seen`: owner, repository, still waiting?). A slot the engine took but the runtime has not seen yet is a reservation, so two
 claims in a row never both get the last slot. When slots free or places move, `on_wake` gets
 the tasks to reconcile now, so the next attempt starts without any per-task polling.
 The decision itself is the pure `ampx.core.queueing.plan`.
@@ -69,14 +69,6 @@ class SlotBook:
         self._plan: Optional[Plan] = None
 
     # ------------------------------------------------------------------ what the runtime sees
-    def note(self, namespace: str, name: str, repo: str, owner: str) -> None:
-        """A task's repository and owner (for the Jobs of tasks not claimed since a restart)."""
-        with self._lock:
-            info = (namespace, repo_of(repo), owner)
-            if self._info.get(task_key(namespace, name)) != info:
-                self._info[task_key(namespace, name)] = info
-                self._plan = None
-
     def set_limits(self, limits: Limits) -> None:
         with self._lock:
             if limits != self.limits:
@@ -118,20 +110,28 @@ class SlotBook:
         if freed:
             self._wake()
 
-    def job_gone(self, namespace: str, task: str, number: int) -> None:
-        self.job_seen(namespace, task, number, active=False)
+    def seen(self, task: AmpTask, waiting: bool) -> None:
+        """The engine looked at a task: its owner and repository (for its Jobs' slots), and
+        whether it still waits (not: started elsewhere, aborted, finished)."""
+        with self._lock:
+            self._learn(task)
+        if not waiting:
+            self.forget(task.namespace, task.name)
 
     def forget(self, namespace: str, name: str, deleted: bool = False) -> None:
-        """The task has no due attempt any more (started elsewhere, aborted, finished)."""
+        """The task has no due attempt any more; `deleted`: nor anything else."""
         tkey = task_key(namespace, name)
         with self._lock:
             changed = self._due.pop(tkey, None) is not None
+            self._due_number.pop(tkey, None)
             self._shown.pop(tkey, None)
             if deleted:
                 self._info.pop(tkey, None)
-                for akey in [a for a, t in self._held.items() if t == tkey]:
-                    del self._held[akey]
-                    changed = True
+                for table in (self._held, self._reserved):
+                    for akey in [a for a, t in table.items()
+                                 if (t if isinstance(t, str) else t[0]) == tkey]:
+                        del table[akey]
+                        changed = True
             if changed:
                 self._plan = None
         if changed:
@@ -150,6 +150,7 @@ class SlotBook:
             current = self._current()
             if tkey in current.start:
                 del self._due[tkey]
+                self._due_number.pop(tkey, None)
                 self._shown.pop(tkey, None)
                 self._turn += 1
                 self._turns[(due.namespace, due.owner)] = self._turn

@@ -95,3 +95,16 @@ def test_an_old_attempts_job_does_not_take_the_due_attempt_out_of_line():
     job_changed(book, "MODIFIED", job("a", 1, done="Complete"), "team")
     job_changed(book, "MODIFIED", job("x", 1, done="Complete"), "team")
     assert "team/a" in woke, "the retry is still in line and is woken when the slot frees"
+
+
+def test_after_a_restart_a_running_jobs_repository_counts_once_its_task_is_seen():
+    book = SlotBook(Limits(per_repo=1), seed=lambda ns: [("old", 1, True)])
+    old = task("old", "bob", "2026-12-02T09:00:00Z")
+    new = task("new", "alice", "2026-12-02T10:00:00Z")
+    book.seen(old, waiting=False)  # the operator reconciled it (its Job runs)
+    assert book.claim(new, 1) == 1, "old's Job holds acme/app's only slot"
+    other = AmpTask(metadata={"name": "lib", "namespace": "team", "labels": {OWNER_LABEL: "c"}},
+                    spec=AmpTaskSpec(repo="acme/lib", prompt="p", branch="amp/lib"))
+    other.status.attempts = 1
+    other.status.history = [AttemptRecord(number=1, prompt="p")]
+    assert book.claim(other, 1) is None
