@@ -24,7 +24,9 @@ from ..schedule import CiSchedule
 from ..record import record
 from ..settings import GitHubSettings, env, register_env_secrets
 from .api import KubeApi, load_config
+from .attempt_secret import PushTokens
 from .jobs import KubeLauncher, KubeStore, WorkerSettings, status_patch, to_task
+from .masking import AgentKeyMask
 
 log = logging.getLogger("ampx.operator")
 
@@ -36,6 +38,7 @@ class OperatorState:
     namespaces: dict[str, str]
     schedule: CiSchedule
     history: Any = None
+    masks: Any = None
 
 
 STATE: dict[str, OperatorState] = {}
@@ -67,10 +70,14 @@ def build_state() -> OperatorState:
         if history is not None:
             record(history, task)
 
+    workers = WorkerSettings.from_env()
+    # the App key stays here: each attempt gets a push token minted for its repository
+    tokens = PushTokens.from_settings(GitHubSettings.from_env())
     engine = Engine(store=KubeStore(api, namespaces),
-                    launcher=KubeLauncher(api, WorkerSettings.from_env()),
+                    launcher=KubeLauncher(api, workers, tokens),
                     forge=_forge(), on_change=on_change)
-    return OperatorState(api, engine, namespaces, CiSchedule(), history)
+    masks = AgentKeyMask(api, workers.amp_secret, workers.amp_secret_key)
+    return OperatorState(api, engine, namespaces, CiSchedule(), history, masks)
 
 
 @kopf.on.startup()
@@ -125,6 +132,7 @@ def task_event(type: str, body: Any, name: str, namespace: str, **_: Any) -> Non
             op.history.mark_deleted(name)
         return
     op.namespaces[name] = namespace
+    op.masks.ensure(namespace)  # before any CI output of this namespace is copied
     try:
         if _refuse_invalid(op, body, name, namespace):
             return
@@ -154,6 +162,7 @@ def tick(body: Any, name: str, namespace: str, **_: Any) -> None:
     """Poll CI when due and reconcile active tasks (this is what makes a missed event harmless)."""
     op = _op()
     op.namespaces[name] = namespace
+    op.masks.ensure(namespace)
     status = body.get("status") or {}
     phase = status.get("phase")
     if phase not in (None, "queued", "running", "retrying") and status.get("prState") != "merging":
