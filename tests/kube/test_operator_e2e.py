@@ -1,6 +1,7 @@
 """The Kubernetes runtime end to end: the real operator process (kopf), the Kubernetes API
 emulator, a kubelet stand-in running `ampx worker` for each Job, and the GitHub stand-in with
-GitHub App auth (the key reaches workers only through a Secret)."""
+GitHub App auth (the key stays with the operator; each attempt gets a push token in its own
+Secret, mounted only into the pod's prepare and publish containers)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from ampx.history.db import HistoryDB
 from ampx.sandbox.scenarios import Scenario, calc_with, scenarios, unit_test_file, write
 from ampx.sandbox.world import DEMO_REPO
 
-from ampx.kube.rbac import OPERATOR, WORKER
+from ampx.kube.rbac import OPERATOR, WORKER, grants
 from e2e.checks import assert_story, start, wait_all
 from kubeharness.server import write_kubeconfig
 
@@ -33,17 +34,21 @@ class Cluster:
         self.world, self.server, self.kubelet, self.spawn = world, server, kubelet, spawn
         app = world.emulator.create_app()
         world.emulator.install_app(app.app_id, DEMO_REPO)
-        server.create_secret("gh-app", {"private-key.pem": app.private_key_pem})
+        # only the agent's key is a Secret of the task namespace; the App key is the operator's
         server.create_secret("amp-api", {"api-key": world.env["AMP_API_KEY"]})
-        keyfile = tmp_path / "app.pem"
+        self.app = app
+        secrets_dir = tmp_path / "operator-secrets"  # the operator's own disk: no pod sees it
+        secrets_dir.mkdir(mode=0o700)
+        keyfile = secrets_dir / "app.pem"
         keyfile.write_text(app.private_key_pem)
+        keyfile.chmod(0o600)
+        kubelet.hidden_paths.append(secrets_dir)
         self.history_path = tmp_path / "history.db"
         self.op_env = {
             "AMPX_GITHUB_API_URL": world.env["AMPX_GITHUB_API_URL"],
             "AMPX_GITHUB_URL": world.env["AMPX_GITHUB_URL"],
             "AMPX_GITHUB_APP_ID": str(app.app_id),
             "AMPX_GITHUB_APP_PRIVATE_KEY_FILE": str(keyfile),
-            "AMPX_GITHUB_APP_SECRET": "gh-app",
             "AMPX_AMP_SECRET": "amp-api",
             "AMPX_HISTORY_DB": str(self.history_path),
             "AMPX_WORKER_IMAGE": "ampx-worker:test",
@@ -55,7 +60,12 @@ class Cluster:
         # what the worker image would provide: the amp CLI on PATH, a workspace
         kubelet.extra_env.update({"PATH": world.env["PATH"],
                                   "AMP_FAKE_HOME": world.env["AMP_FAKE_HOME"],
-                                  "AMPX_WORKSPACE": world.env["AMPX_WORKSPACE"]})
+                                  "AMPX_AGENT_ENV": world.env["AMPX_AGENT_ENV"]})
+        # the containers run as the pod's user (10001) when the tests run as root: the image's
+        # amp CLI and the stand-in's thread store must be reachable for it
+        os.makedirs(world.env["AMP_FAKE_HOME"], exist_ok=True)
+        kubelet.share_with_pods(world.root / "bin")
+        kubelet.share_with_pods(world.env["AMP_FAKE_HOME"], writable=True)
         self.operator = None
         # The operator and the workers act as their own service accounts, allowed exactly what
         # ampx/kube/rbac.py (and so the Helm chart) grants: a call outside it is a 403.
@@ -66,8 +76,8 @@ class Cluster:
 
         def bind(emulator):
             emulator.tokens.update({"op-token": self.operator_user, "worker-token": self.worker_user})
-            emulator.rbac[self.operator_user] = frozenset((p.group, p.resource, p.verb) for p in OPERATOR)
-            emulator.rbac[self.worker_user] = frozenset((p.group, p.resource, p.verb) for p in WORKER)
+            emulator.rbac[self.operator_user] = grants(OPERATOR, "amp-api")
+            emulator.rbac[self.worker_user] = grants(WORKER, "amp-api")
 
         server.call(bind, server.emulator)
         self.op_env["KUBECONFIG"] = str(op_cfg)
@@ -121,23 +131,31 @@ def test_five_stories_on_kubernetes(cluster):
     # Jobs: deterministic names, owned by their task, secrets only by reference
     job = cluster.server.get("batch", "v1", "jobs", "default", f"{runs[0].task_id}-a1")
     assert job["metadata"]["ownerReferences"][0]["uid"] == runs[0].task.metadata["uid"]
-    env = job["spec"]["template"]["spec"]["containers"][0]["env"]
+    containers = {c["name"]: c for c in job["spec"]["template"]["spec"]["containers"]}
+    env = containers["agent"]["env"]
     assert {"name": "AMP_API_KEY", "valueFrom": {"secretKeyRef": {"name": "amp-api", "key": "api-key"}}} in env
     assert all("value" not in e for e in env if "KEY" in e["name"])
     assert runs[0].scenario.prompt not in str(job)
+    # the reports came from the publish containers' termination messages
+    pods = cluster.server.objects("pods", "default", label_selector=f"job-name={runs[0].task_id}-a1")
+    (publish,) = [cs for cs in pods[0]["status"]["containerStatuses"] if cs["name"] == "publish"]
+    assert '"outcome": "pushed"' in publish["state"]["terminated"]["message"].replace('":"', '": "')
+    # each attempt's Secret (its push token) is gone once the attempt ended
+    assert not [s for s in cluster.server.objects("secrets", "default")
+                if s["metadata"]["name"].startswith(tuple(r.task_id for r in runs))]
     r = cluster.server.kubectl("wait", "--for=condition=Succeeded", f"amptask/{runs[0].task_id}",
                                "--timeout=20s", check=False)
     assert r.returncode == 0 and "condition met" in r.stdout, r.stderr
     green = backend.get(runs[0].task_id)
     assert green.status.observed_generation == green.metadata["generation"]
-    # least privilege held: everything ran under the declared RBAC, and the worker needed all of its
+    # least privilege held: everything ran under the declared RBAC; workers made no API call
     used = cluster.server.call(lambda: set(cluster.server.emulator.rbac_used))
-    assert {(g, r, v) for u, g, r, v in used if u == cluster.worker_user} == \
-        {(p.group, p.resource, p.verb) for p in WORKER}
+    assert not [u for u in used if u[0] == cluster.worker_user]
     op_used = {(g, r, v) for u, g, r, v in used if u == cluster.operator_user}
     assert op_used <= {(p.group, p.resource, p.verb) for p in OPERATOR}
     assert {("batch", "jobs", "create"), ("batch", "jobs", "delete"), ("ampx.dev", "amptasks", "watch"),
-            ("ampx.dev", "amptasks/status", "patch")} <= op_used, op_used
+            ("ampx.dev", "amptasks/status", "patch"), ("", "secrets", "create"),
+            ("", "secrets", "delete"), ("", "secrets", "get")} <= op_used, op_used
     # the aborted task's Job is gone, and the history outlives deleted tasks
     aborted = by["aborted"]
     cluster.server.wait_for_absence(JOBS, "default", f"{aborted.name}-a1")
@@ -234,8 +252,8 @@ def test_abort_continue_and_cli_listing(cluster):
     cluster.server.wait_for(lambda: backend.get(slow).status.phase == Phase.ABORTED, timeout=20)
     slow_pods = cluster.kubelet.pods_of(job)
     assert slow_pods
-    cluster.server.wait_for(lambda: all(p.proc.poll() is not None for p in slow_pods), timeout=20,
-                            message="the aborted attempt's worker process was killed")
+    cluster.server.wait_for(lambda: all(p.exited() for p in slow_pods), timeout=20,
+                            message="the aborted attempt's containers were killed")
 
     cluster.server.wait_for(lambda: backend.get(broken).status.phase == Phase.NEEDS_REVIEW,
                             timeout=90, message="broken task needs review")

@@ -255,6 +255,22 @@ class FakeKubelet:
     def __exit__(self, *exc: Any) -> None:
         self.stop()
 
+    def share_with_pods(self, path: str | os.PathLike[str], *, writable: bool = False) -> None:
+        """Let the pods' users reach a host path, as an image or a volume would provide it:
+        every ancestor directory becomes traversable (o+x), the path readable (o+rX, or o+rwX
+        with `writable`). Only needed when containers run as a non-root user (see `isolate`)."""
+        target = pathlib.Path(path).resolve()
+        for parent in [target, *target.parents]:
+            if parent.is_dir():
+                parent.chmod(parent.stat().st_mode | 0o001)
+        extra = 0o007 if writable else 0o005
+        for root, dirs, files in os.walk(target):
+            pathlib.Path(root).chmod(pathlib.Path(root).stat().st_mode | extra)
+            for f in files:
+                fp = pathlib.Path(root, f)
+                mode = fp.stat().st_mode
+                fp.chmod(mode | (0o006 if writable else 0o004) | (0o001 if mode & 0o100 else 0))
+
     # --- assertions & waiting
 
     def running(self) -> list[PodRun]:
@@ -707,7 +723,9 @@ class FakeKubelet:
         c.paths = sorted([(mp, str(host)) for mp, host, _ in mounts] + [(message_path, str(c.message_file))],
                          key=lambda p: -len(p[0]))
         env = self._environment(pod, spec)
-        env = {k: self._translate(v, c.paths) for k, v in env.items()}
+        # the container's own values name container paths; the harness's (extra_env) host paths
+        own = ({e.get('name') for e in spec.get('env') or []} - set(self.extra_env)) | {'KUBECONFIG'}
+        env = {k: self._translate(v, c.paths) if k in own else v for k, v in env.items()}
         argv = [self._translate(self._expand(a, env), c.paths)
                 for a in list(spec.get('command') or []) + list(spec.get('args') or [])]
         if not argv:
@@ -781,7 +799,7 @@ class FakeKubelet:
         for i, (host, is_dir, ro) in enumerate(binds):
             q = shlex.quote(host)
             lines.append(f'mkdir -p {q}' if is_dir else f'mkdir -p "$(dirname {q})"; : > {q}')
-            lines.append(f'mount --bind /proc/self/fd/{i + 3} {q}')
+            lines.append(f'mount --no-canonicalize --bind /proc/self/fd/{i + 3} {q}')
             if ro:
                 lines.append(f'mount -o remount,bind,ro {q}')
             lines.append(f'exec {i + 3}<&-')
