@@ -244,6 +244,9 @@ class AmpxKubernetesEmulator(kmock.KubernetesEmulator):
     bookmark_interval: float = 5.0
     default_user: str = 'system:serviceaccount:default:ampx'
     tokens: dict[str, str] = attrs.field(factory=dict)
+    #: the user of requests without a bearer token (None: ``default_user``, the harness's own);
+    #: e.g. ``system:anonymous`` with an empty RBAC set, as a real API server treats them
+    anonymous_user: str | None = None
     require_namespaces: bool = True
     job_default_propagation: str = 'Orphan'
     log_poll_interval: float = 0.05
@@ -1081,7 +1084,7 @@ class AmpxKubernetesEmulator(kmock.KubernetesEmulator):
         auth = request.headers.get('Authorization') or request.headers.get('authorization') or ''
         if auth.lower().startswith('bearer '):
             return self.tokens.get(auth[7:].strip(), self.default_user)
-        return self.default_user
+        return self.anonymous_user or self.default_user
 
     def _authorize(self, request: rendering.Request, verb: str, meta: ResourceMeta, sub: str | None,
                    namespace: str | None, name: str | None) -> None:
