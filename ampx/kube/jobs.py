@@ -270,8 +270,8 @@ class KubeLauncher:
             return AttemptState(REPORTED, job=seen.job)
         reason = self._why_failed(task, pods, seen.reason if seen.state == "failed" else
                                   "the worker exited without a report")
-        if problem != "no pod" and seen.state == "succeeded":
-            reason = f"{reason} ({problem})"
+        if problem != "no pod":
+            reason = f"{reason}; no report: {problem}"
         thread = next((t for pod in reversed(pods) if (t := self._thread(task, pod))), None)
         self._record(task, number, WorkerReport(outcome=AttemptOutcome.AGENT_FAILED,
                                                 reason=redact(reason)[:4000], thread_id=thread))
@@ -279,9 +279,11 @@ class KubeLauncher:
 
     def _why_failed(self, task: AmpTask, pods: list[dict], reason: str) -> str:
         """Add the failed step's exit code and last log lines to a Job failure."""
+        order = {REPORT_CONTAINER: 0, "prepare": 1, AGENT_CONTAINER: 2}  # the telling step first
         for pod in reversed(pods):
             st = pod.get("status") or {}
-            for cs in (st.get("initContainerStatuses") or []) + (st.get("containerStatuses") or []):
+            steps = (st.get("initContainerStatuses") or []) + (st.get("containerStatuses") or [])
+            for cs in sorted(steps, key=lambda cs: order.get(cs.get("name"), 3)):
                 term = (cs.get("state") or {}).get("terminated") or {}
                 if term.get("exitCode") in (None, 0):
                     continue
