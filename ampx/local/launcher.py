@@ -20,6 +20,7 @@ from typing import Optional
 
 from ..core.models import AmpTask
 from ..core.observe import AttemptState
+from .home import private_dir, private_file
 
 
 def _proc_start_time(pid: int) -> Optional[str]:
@@ -52,7 +53,7 @@ def _alive(pid: int, start_time: Optional[str]) -> bool:
 class LocalLauncher:
     def __init__(self, runs_dir: Path, env: Optional[dict] = None, grace_s: float = 15.0) -> None:
         self.runs_dir = Path(runs_dir)
-        self.runs_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.runs_dir)
         self.env = env
         self.grace_s = grace_s
         self._children: dict[str, subprocess.Popen] = {}
@@ -77,7 +78,7 @@ class LocalLauncher:
         """The worker's environment: clones go under the data directory unless told otherwise."""
         worker_env = dict(os.environ if self.env is None else self.env)
         if not worker_env.get("AMPX_WORKSPACE"):
-            worker_env["AMPX_WORKSPACE"] = str(self.runs_dir.parent / "workspaces")
+            worker_env["AMPX_WORKSPACE"] = str(private_dir(self.runs_dir.parent / "workspaces"))
         Path(worker_env["AMPX_WORKSPACE"]).mkdir(parents=True, exist_ok=True)
         return worker_env
 
@@ -86,7 +87,7 @@ class LocalLauncher:
         with self._lock:
             if self._meta(task.name, number) is not None:
                 return key  # launched before (maybe by a previous supervisor)
-            log = open(self.log_path(task.name, number), "ab")
+            log = private_file(self.log_path(task.name, number), "ab")
             try:
                 proc = subprocess.Popen(
                     [sys.executable, "-m", "ampx", "worker", "--backend", "local",
@@ -98,8 +99,9 @@ class LocalLauncher:
                 log.close()
             self._children[key] = proc
             tmp = self.meta_path(task.name, number).with_suffix(".tmp")
-            tmp.write_text(json.dumps({"pid": proc.pid, "start": _proc_start_time(proc.pid),
-                                       "started": time.time()}))
+            with private_file(tmp, "w") as fh:
+                fh.write(json.dumps({"pid": proc.pid, "start": _proc_start_time(proc.pid),
+                                     "started": time.time()}))
             tmp.replace(self.meta_path(task.name, number))
         return key
 
