@@ -1,0 +1,98 @@
+"""The Kubernetes runtime as the tests run it: the real operator process (kopf) on the API
+emulator, acting as its ServiceAccount with exactly the RBAC of `ampx/kube/rbac.py`; the kubelet
+stand-in running each attempt's pod; the GitHub stand-in with a GitHub App whose key only the
+operator holds (on a disk no pod sees)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+
+import pytest
+
+from ampx.kube.rbac import OPERATOR, WORKER, grants
+from ampx.sandbox.world import DEMO_REPO
+from kubeharness.server import write_kubeconfig
+
+AMPTASKS = "ampx.dev/v1alpha1/amptasks"
+
+
+class Cluster:
+    def __init__(self, world, server, kubelet, spawn, tmp_path):
+        self.world, self.server, self.kubelet, self.spawn = world, server, kubelet, spawn
+        app = world.emulator.create_app()
+        world.emulator.install_app(app.app_id, DEMO_REPO)
+        # only the agent's key is a Secret of the task namespace; the App key is the operator's
+        server.create_secret("amp-api", {"api-key": world.env["AMP_API_KEY"]})
+        self.app = app
+        secrets_dir = tmp_path / "operator-secrets"  # the operator's own disk: no pod sees it
+        secrets_dir.mkdir(mode=0o700)
+        keyfile = secrets_dir / "app.pem"
+        keyfile.write_text(app.private_key_pem)
+        keyfile.chmod(0o600)
+        kubelet.hidden_paths.append(secrets_dir)
+        self.op_secrets = secrets_dir
+        self.history_path = tmp_path / "history.db"
+        self.op_env = {
+            "AMPX_GITHUB_API_URL": world.env["AMPX_GITHUB_API_URL"],
+            "AMPX_GITHUB_URL": world.env["AMPX_GITHUB_URL"],
+            "AMPX_GITHUB_APP_ID": str(app.app_id),
+            "AMPX_GITHUB_APP_PRIVATE_KEY_FILE": str(keyfile),
+            "AMPX_AMP_SECRET": "amp-api",
+            "AMPX_HISTORY_DB": str(self.history_path),
+            "AMPX_WORKER_IMAGE": "ampx-worker:test",
+            "AMPX_CI_POLL_SECONDS": "1",
+            "AMPX_CI_POLL_MAX_SECONDS": "2",
+            "GITHUB_TOKEN": "",
+            "AMP_API_KEY": "",
+        }
+        # what the worker image would provide: the amp CLI on PATH, a workspace
+        kubelet.extra_env.update({"PATH": world.env["PATH"],
+                                  "AMP_FAKE_HOME": world.env["AMP_FAKE_HOME"],
+                                  "AMPX_AGENT_ENV": world.env["AMPX_AGENT_ENV"]})
+        # the containers run as the pod's user (10001) when the tests run as root: the image's
+        # amp CLI and the stand-in's thread store must be reachable for it
+        os.makedirs(world.env["AMP_FAKE_HOME"], exist_ok=True)
+        kubelet.share_with_pods(world.root / "bin")
+        kubelet.share_with_pods(world.env["AMP_FAKE_HOME"], writable=True)
+        self.operator = None
+        # The operator and the workers act as their own service accounts, allowed exactly what
+        # ampx/kube/rbac.py (and so the Helm chart) grants: a call outside it is a 403.
+        self.operator_user = "system:serviceaccount:default:ampx-operator"
+        self.worker_user = "system:serviceaccount:default:ampx-worker"
+        op_cfg = write_kubeconfig(tmp_path / "operator.kubeconfig", server.url, token="op-token")
+        wk_cfg = write_kubeconfig(tmp_path / "worker.kubeconfig", server.url, token="worker-token")
+
+        def bind(emulator):
+            emulator.tokens.update({"op-token": self.operator_user, "worker-token": self.worker_user})
+            emulator.rbac[self.operator_user] = grants(OPERATOR, "amp-api")
+            emulator.rbac[self.worker_user] = grants(WORKER, "amp-api")
+
+        server.call(bind, server.emulator)
+        self.op_env["KUBECONFIG"] = str(op_cfg)
+        kubelet.pod_kubeconfig = wk_cfg
+
+    def start_operator(self):
+        before = self.server.call(self.server.emulator.watch_count, AMPTASKS)
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.liveness = f"http://127.0.0.1:{s.getsockname()[1]}/healthz"
+        self.operator = self.spawn([sys.executable, "-m", "ampx", "operator", "-n", "default",
+                                    "--liveness", self.liveness], env=self.op_env)
+        self.server.wait_for(lambda: self.operator.returncode is not None or
+                             self.server.call(self.server.emulator.watch_count, AMPTASKS) > before,
+                             timeout=30, message="operator watch")
+        assert self.operator.returncode is None, self.operator.output
+        return self.operator
+
+
+def running_cluster(world, kube_env, fake_kubelet, kube_spawn, tmp_path, monkeypatch):
+    """A started Cluster (the body of a fixture); checks the operator's output at the end."""
+    monkeypatch.delenv("GITHUB_TOKEN")
+    monkeypatch.delenv("AMP_API_KEY")
+    monkeypatch.setenv("AMPX_BACKEND", "kube")
+    c = Cluster(world, kube_env, fake_kubelet, kube_spawn, tmp_path)
+    c.start_operator()
+    yield c
+    assert "Traceback" not in c.operator.output, c.operator.output[-3000:]
