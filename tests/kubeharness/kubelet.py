@@ -2,13 +2,36 @@
 A kubelet + Job-controller stand-in: runs the Jobs created in the emulator as local processes.
 
 For each new batch/v1 Job it creates a Pod (``<job>-<5 chars>``, the Job's template labels plus
-``job-name``/``controller-uid`` labels, an ownerReference to the Job), resolves the container's
-environment (values, Secret/ConfigMap key references, field references), runs the first
-container's ``command`` + ``args`` as a local process in its own process group, streams its
-stdout+stderr into ``emulator.pod_logs`` and reports the outcome into the Pod's and the Job's
-``/status`` the way the real controllers do. Deleting the Pod (directly, or via garbage
-collection of a deleted Job/AmpTask) SIGTERMs the process group, SIGKILLs it after the grace
-period. ``activeDeadlineSeconds`` and ``backoffLimit`` (retries with new pods) are honoured.
+``job-name``/``controller-uid`` labels, an ownerReference to the Job) and runs it like the
+kubelet: the ``initContainers`` one after the other (a failure fails the pod), then the
+``containers`` together, each container's ``command`` + ``args`` as its own process group. It
+resolves each container's environment (values, Secret/ConfigMap key references, field
+references), streams each container's output into its own log (``?container=``) and the pod's,
+and reports ``initContainerStatuses``/``containerStatuses`` (with ``terminated.message`` read
+from ``terminationMessagePath``, at most 4096 bytes; ``FallbackToLogsOnError`` honoured) into
+the Pod's and the Job's ``/status`` the way the real controllers do. Deleting the Pod (directly,
+or via garbage collection of a deleted Job/AmpTask) SIGTERMs every container's process group,
+SIGKILLs them after the grace period. ``activeDeadlineSeconds`` and ``backoffLimit`` (retries
+with new pods) are honoured.
+
+Volumes: each emptyDir, Secret (its keys, or only ``items``, with ``defaultMode``) and ConfigMap
+volume is a host directory ``<workdir>/<ns>-<pod>/volumes/<name>``. There is no chroot, so
+container paths are *translated*: a container's args, ``workingDir``, its own env values and its
+``terminationMessagePath`` that equal or lie under one of its ``mountPath``s become the host
+path backing that mount (harness-provided ``extra_env`` values are host paths and stay as they
+are). A path inside a ``python -c`` string is not translated: pass paths as arguments. The
+ServiceAccount token mount is a kubeconfig (``KUBECONFIG``), mounted unless the pod sets
+``automountServiceAccountToken: false``.
+
+Isolation (when this process is root and the container's security context sets ``runAsUser``):
+each container runs in its own PID namespace (it is PID 1 there and sees only its own
+processes; when it ends, everything it started ends) and its own mount namespace, where the
+kubelet's directory and ``hidden_paths`` are covered by an empty tmpfs and only the container's
+own volumes are bound back (read-only where the mount, or the volume kind, says so). It runs as
+``runAsUser`` with no capabilities and ``no_new_privs`` (setpriv); if that uid cannot run this
+harness's Python (a pyenv under a 0700 /root, say), as uid 0 without any capability instead.
+Not emulated: images (commands run from the host), ``readOnlyRootFilesystem``, resource limits,
+network policies.
 """
 
 from __future__ import annotations
