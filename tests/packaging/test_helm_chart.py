@@ -205,6 +205,8 @@ def test_notes_show_the_first_task():
     assert "github.appId is not set" not in chartlib.notes(_with("github.appId", 42))
     multi = chartlib.notes({"watchNamespaces": ["a", "b"]})
     assert "kubectl -n b create secret generic ampx-amp" in multi
-    # the operator's own namespace needs the App key too (it is mounted into the operator)
+    # the App key goes into the operator's namespace only (it is mounted into the operator)
     assert f"kubectl -n {NAMESPACE} create secret generic ampx-github-app" in multi
+    assert "kubectl -n a create secret generic ampx-github-app" not in multi
+    assert "kubectl -n b create secret generic ampx-github-app" not in multi
     assert "every namespace" in chartlib.notes({"clusterWide": True})
