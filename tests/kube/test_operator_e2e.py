@@ -319,3 +319,36 @@ def test_the_worker_identity_cannot_list_tasks(tmp_path):
                            env=env, timeout=60)
     assert r.returncode == 1
     assert r.stderr.startswith("error: permission denied: ") and 'cannot list resource "amptasks"' in r.stderr
+
+
+def test_abort_keeps_the_work_as_a_wip_commit(cluster):
+    """Abort deletes the Job: every container gets SIGTERM at once; publish still holds its
+    token (mounted at start) and pushes what the agent did as a WIP commit."""
+    env = cluster.server.env(AMPX_BACKEND="kube", AMPX_OWNER="alice")
+    r = subprocess.run([sys.executable, "-m", "ampx", "start", "--repo", DEMO_REPO, "--task",
+                        "Half done\n@fake append README.md half\n@fake sleep 120"],
+                       capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode == 0, r.stderr
+    tid = r.stdout.split()[1]
+    backend = KubeBackend()
+    job = f"{tid}-a1"
+    cluster.kubelet.wait_for_start(job, timeout=30)
+    # wait until the agent has written (its thread announced: it is in its turn)
+    cluster.server.wait_for(lambda: getattr(backend.get(tid).status.reports.get("1"), "thread_id", None),
+                            timeout=30, message="the agent's thread id reached the status")
+    time.sleep(1)
+    r = subprocess.run([sys.executable, "-m", "ampx", "abort", tid], capture_output=True,
+                       text=True, env=env, timeout=60)
+    assert r.returncode == 0, r.stderr
+    branch = backend.get(tid).spec.branch
+    git_dir = cluster.world.emulator.git_path(DEMO_REPO)
+
+    def subject():
+        out = subprocess.run(["git", "--git-dir", str(git_dir), "log", "-1", "--format=%s", branch],
+                             capture_output=True, text=True)
+        return out.stdout.strip() if out.returncode == 0 else ""
+
+    cluster.server.wait_for(lambda: "WIP" in subject(), timeout=30,
+                            message="the WIP commit on the task branch")
+    assert subject() == "ampx: WIP Half done (attempt 1, interrupted)"
+    assert backend.get(tid).status.phase == Phase.ABORTED
