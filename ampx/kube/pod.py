@@ -23,8 +23,13 @@ ATTEMPT_DIR = "/var/run/ampx/attempt"
 TOKEN_DIR = "/var/run/ampx/token"
 ATTEMPT_FILE = f"{ATTEMPT_DIR}/attempt.json"
 TOKEN_FILE = f"{TOKEN_DIR}/token"
-WORKSPACE = "/workspace"
-PRIVATE = "/var/lib/ampx/private"
+WORKSPACE_MOUNT = "/workspace"
+# the checkout: a directory prepare creates inside the emptyDir (whose root belongs to root, and
+# git refuses a repository its user does not own)
+WORKSPACE = f"{WORKSPACE_MOUNT}/repo"
+PRIVATE_MOUNT = "/var/lib/ampx/private"
+# a directory prepare creates (0700, its own) inside the emptyDir, which belongs to root
+PRIVATE = f"{PRIVATE_MOUNT}/attempt"
 CONTROL = "/var/run/ampx/control"
 REPORT_FILE = "/dev/termination-log"
 RUN_AS = 10001
@@ -79,18 +84,18 @@ def build_pod_spec(secret: str, *, image: str, pull_policy: str, agent_env: list
     prepare = _container(
         "prepare", image, pull_policy,
         ["prepare", *af, "--token-file", TOKEN_FILE, "--private", PRIVATE, "--workspace", WORKSPACE],
-        [attempt, token, _mount("private", PRIVATE), _mount("workspace", WORKSPACE)],
+        [attempt, token, _mount("private", PRIVATE_MOUNT), _mount("workspace", WORKSPACE_MOUNT)],
         [], step_resources)
     agent = _container(
         "agent", image, pull_policy,
         ["agent", *af, "--workspace", WORKSPACE, "--control", CONTROL],
-        [attempt, _mount("workspace", WORKSPACE), _mount("control", CONTROL)],
+        [attempt, _mount("workspace", WORKSPACE_MOUNT), _mount("control", CONTROL)],
         agent_env, agent_resources)
     publish = _container(
         "publish", image, pull_policy,
         ["publish", *af, "--token-file", TOKEN_FILE, "--private", PRIVATE,
          "--workspace", WORKSPACE, "--control", CONTROL, "--report-file", REPORT_FILE],
-        [attempt, token, _mount("private", PRIVATE), _mount("workspace", WORKSPACE, True),
+        [attempt, token, _mount("private", PRIVATE_MOUNT), _mount("workspace", WORKSPACE_MOUNT, True),
          _mount("control", CONTROL, True)],
         [], step_resources)
 

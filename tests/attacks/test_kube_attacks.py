@@ -75,7 +75,7 @@ def cluster(world, kube_env, fake_kubelet, kube_spawn, tmp_path, monkeypatch):
 class Attack:
     def __init__(self, cluster, tmp_path):
         self.cluster = cluster
-        self.loot = tmp_path / "loot"
+        self.loot = cluster.kubelet.shared_dir / "loot"  # a channel only the test harness has
         self.loot.mkdir()
         (self.loot / "api.py").write_text(API_ATTACK)
         cluster.kubelet.share_with_pods(self.loot, writable=True)

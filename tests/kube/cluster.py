@@ -47,15 +47,20 @@ class Cluster:
             "GITHUB_TOKEN": "",
             "AMP_API_KEY": "",
         }
-        # what the worker image would provide: the amp CLI on PATH, a workspace
-        kubelet.extra_env.update({"PATH": world.env["PATH"],
-                                  "AMP_FAKE_HOME": world.env["AMP_FAKE_HOME"],
+        # What the worker image provides: the amp CLI (the sandbox's fake, run by the image's
+        # python3) first on PATH; and the fake's thread store. Both live in the kubelet's shared
+        # directory, which the pods' user (10001 when the tests run as root) can reach.
+        from ampx.sandbox import fake_amp
+        image_bin = kubelet.shared_dir / "bin"
+        image_bin.mkdir(parents=True, exist_ok=True)
+        (image_bin / "amp").write_text(f'#!/bin/sh\nexec python3 {fake_amp.__file__} "$@"\n')
+        (image_bin / "amp").chmod(0o755)
+        self.amp_home = kubelet.shared_dir / "amp-threads"
+        (self.amp_home / "threads").mkdir(parents=True, exist_ok=True)
+        kubelet.share_with_pods(kubelet.shared_dir, writable=True)
+        kubelet.extra_env.update({"PATH": f"{image_bin}{os.pathsep}{world.env['PATH']}",
+                                  "AMP_FAKE_HOME": str(self.amp_home),
                                   "AMPX_AGENT_ENV": world.env["AMPX_AGENT_ENV"]})
-        # the containers run as the pod's user (10001) when the tests run as root: the image's
-        # amp CLI and the stand-in's thread store must be reachable for it
-        os.makedirs(world.env["AMP_FAKE_HOME"], exist_ok=True)
-        kubelet.share_with_pods(world.root / "bin")
-        kubelet.share_with_pods(world.env["AMP_FAKE_HOME"], writable=True)
         self.operator = None
         # The operator and the workers act as their own service accounts, allowed exactly what
         # ampx/kube/rbac.py (and so the Helm chart) grants: a call outside it is a 403.
@@ -93,6 +98,7 @@ def running_cluster(world, kube_env, fake_kubelet, kube_spawn, tmp_path, monkeyp
     monkeypatch.delenv("AMP_API_KEY")
     monkeypatch.setenv("AMPX_BACKEND", "kube")
     c = Cluster(world, kube_env, fake_kubelet, kube_spawn, tmp_path)
+    monkeypatch.setenv("AMP_FAKE_HOME", str(c.amp_home))  # where the agents keep their threads
     c.start_operator()
     yield c
     assert "Traceback" not in c.operator.output, c.operator.output[-3000:]

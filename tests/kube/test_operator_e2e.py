@@ -34,6 +34,17 @@ def cluster(world, kube_env, fake_kubelet, kube_spawn, tmp_path, monkeypatch):
     yield from running_cluster(world, kube_env, fake_kubelet, kube_spawn, tmp_path, monkeypatch)
 
 
+def recorded(cluster, run) -> HistoryDB:
+    """The history database once the operator recorded the final status (it writes the
+    AmpTask first, the history row right after)."""
+    history = HistoryDB(cluster.history_path)
+    cluster.server.wait_for(
+        lambda: (history.get_task(run.task_id) or {}).get("attempts") == run.task.status.attempts
+        and history.get_task(run.task_id)["status"] == run.task.status.phase.value,
+        timeout=10, message="history caught up")
+    return history
+
+
 def test_five_stories_on_kubernetes(cluster):
     # the endpoint the chart's liveness probe uses
     assert urllib.request.urlopen(cluster.liveness, timeout=10).status == 200
@@ -42,7 +53,7 @@ def test_five_stories_on_kubernetes(cluster):
     wait_all(backend, runs)
     history = HistoryDB(cluster.history_path)
     for run in runs:
-        assert_story(cluster.world, run, history)
+        assert_story(cluster.world, run, recorded(cluster, run))
         for n in range(1, run.task.status.attempts + 1):
             assert cluster.kubelet.starts[f"{run.task_id}-a{n}"] <= 1
     by = {r.scenario.key: r.task for r in runs}
@@ -76,6 +87,11 @@ def test_five_stories_on_kubernetes(cluster):
     assert {("batch", "jobs", "create"), ("batch", "jobs", "delete"), ("ampx.dev", "amptasks", "watch"),
             ("ampx.dev", "amptasks/status", "patch"), ("", "secrets", "create"),
             ("", "secrets", "delete"), ("", "secrets", "get")} <= op_used, op_used
+    # every container ran as the pod's user (10001) where the stand-in can run Python as it
+    # (else uid 0), never with a capability (see kubeharness.kubelet)
+    if os.geteuid() == 0:
+        uids = {c.uid for p in cluster.kubelet.pods.values() for c in p.containers.values()}
+        assert uids == {cluster.kubelet.usable_uid(10001)}
     # the aborted task's Job is gone, and the history outlives deleted tasks
     aborted = by["aborted"]
     cluster.server.wait_for_absence(JOBS, "default", f"{aborted.name}-a1")
@@ -102,7 +118,7 @@ def test_operator_restart_mid_flight_creates_no_duplicate(cluster):
     time.sleep(4)  # the attempt finishes and reports while no operator is watching
     cluster.start_operator()
     wait_all(backend, [run], timeout=120)
-    assert_story(cluster.world, run, HistoryDB(cluster.history_path))
+    assert_story(cluster.world, run, recorded(cluster, run))
     assert cluster.kubelet.starts[f"{run.task_id}-a1"] == 1
     assert cluster.kubelet.starts[f"{run.task_id}-a2"] == 1
 
@@ -132,7 +148,7 @@ def test_operator_restart_while_waiting_on_ci_loses_no_result(cluster):
     assert backend.get(run.task_id).status.attempts == 1 and len(runs) <= 1
     cluster.start_operator()
     wait_all(backend, [run], timeout=120)
-    assert_story(cluster.world, run, HistoryDB(cluster.history_path))
+    assert_story(cluster.world, run, recorded(cluster, run))
     assert "AssertionError: 18 != 2" in run.task.status.history[1].prompt
     assert cluster.kubelet.starts[f"{run.task_id}-a1"] == 1
     assert cluster.kubelet.starts[f"{run.task_id}-a2"] == 1

@@ -206,13 +206,17 @@ class FakeKubelet:
         self.config_error_delay = config_error_delay
         self.echo = echo
         self.bin_dir = str(pathlib.Path(python_bin or sys.executable).parent)
+        #: a directory beside ``workdir`` that pods may reach (not hidden): what an image would
+        #: provide (``bin``: the wrappers of `_image_bin`), and what tests share with pods
+        self.shared_dir = self.workdir.parent / f'{self.workdir.name}-shared'
         #: run containers that set runAsUser (when this process is root) in their own PID and
         #: mount namespaces, as that user without capabilities (see `_isolated`)
         self.isolate = True
         #: host paths no container may see (besides the kubelet's own directory): e.g. the
         #: operator's key file, which lives on another "node" in a real cluster
         self.hidden_paths: list[pathlib.Path] = []
-        self._uid_ok: dict[int, bool] = {}
+        self._uid_ok: dict[int, tuple[str, str] | None] = {}
+        self._probe_lock = threading.Lock()
 
         self.starts: collections.Counter[str] = collections.Counter()
         self.jobs: dict[str, JobRun] = {}           # by job uid
@@ -229,6 +233,7 @@ class FakeKubelet:
 
     def start(self) -> FakeKubelet:
         self.workdir.mkdir(parents=True, exist_ok=True)
+        self.shared_dir.mkdir(parents=True, exist_ok=True)
         existing = self.server.call(self._install)
         for job in existing:
             self._events.put(('job', job))
@@ -759,10 +764,17 @@ class FakeKubelet:
         ctx = {**(pod_spec.get('securityContext') or {}), **(spec.get('securityContext') or {})}
         if self.isolate and os.geteuid() == 0 and ctx.get('runAsUser') is not None:
             c.isolation = True
-            c.uid = self._usable_uid(int(ctx['runAsUser']))
+            c.uid = self.usable_uid(int(ctx['runAsUser']))
             c.gid = int(ctx.get('runAsGroup', c.uid)) if c.uid else 0
             c.groups = [int(g) for g in [(pod_spec.get('securityContext') or {}).get('fsGroup')] if g is not None]
             c.hidden = [str(p) for p in [self.workdir, *self.hidden_paths]]
+            image = self._image_python(c.uid) if c.uid else None
+            if image is not None and image[0] != sys.executable:
+                python, pythonpath = image
+                c.env['PATH'] = f'{self._image_bin(python)}{os.pathsep}{c.env.get("PATH", "")}'
+                c.env['PYTHONPATH'] = pythonpath
+                if c.argv[0] == sys.executable:
+                    c.argv[0] = python
             if c.uid:
                 for _, host, ro in mounts:
                     if host.is_dir() and not ro and host.stat().st_mode & 0o777 != 0o777:
@@ -791,19 +803,56 @@ class FakeKubelet:
             return f'{head}={one(tail)}'
         return one(text)
 
-    def _usable_uid(self, uid: int) -> int:
-        """``uid`` if the Python of this harness can run as it (its interpreter may live in a
-        directory only root can enter); otherwise 0: root with every capability dropped."""
+    def usable_uid(self, uid: int) -> int:
+        """``uid`` if some Python can run this harness's code as it (see `_image_python`);
+        otherwise 0: root with every capability dropped."""
+        return uid if self._image_python(uid) is not None else 0
+
+    def _image_python(self, uid: int) -> tuple[str, str] | None:
+        """What the worker image provides, for ``uid``: an interpreter it can execute and start
+        again from itself (a pyenv under a 0700 /root is out of its reach; the system's Python
+        of the same version is not), and the PYTHONPATH giving it this harness's packages."""
+        with self._probe_lock:  # pods start concurrently: one probe, every pod its answer
+            return self._probe_python(uid)
+
+    def _probe_python(self, uid: int) -> tuple[str, str] | None:
         if uid not in self._uid_ok:
-            probe = subprocess.run(['setpriv', f'--reuid={uid}', f'--regid={uid}', '--clear-groups', '/bin/sh', '-c',
-                                    'exec "$0" -c "import ampx"', sys.executable],
-                                   capture_output=True, env={k: v for k, v in os.environ.items()
-                                                              if k in ('PATH', 'PYTHONPATH', 'LANG')},
-                                   cwd='/', timeout=60)
-            self._uid_ok[uid] = probe.returncode == 0
-            if not self._uid_ok[uid]:
-                logger.info('uid %s cannot run %s: containers run as uid 0 without capabilities', uid, sys.executable)
-        return uid if self._uid_ok[uid] else 0
+            import site
+            path = os.pathsep.join([p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep) if p]
+                                   + site.getsitepackages())
+            version = f'python{sys.version_info.major}.{sys.version_info.minor}'
+            found: tuple[str, str] | None = None
+            for candidate in (sys.executable, f'/usr/bin/{version}', f'/usr/local/bin/{version}'):
+                if not os.path.exists(candidate):
+                    continue
+                probe = subprocess.run(
+                    ['setpriv', f'--reuid={uid}', f'--regid={uid}', '--clear-groups', '--inh-caps=-all',
+                     '--bounding-set=-all', candidate, '-c',
+                     "import subprocess, sys; subprocess.run([sys.executable, '-c', 'import ampx, yaml'], check=True)"],
+                    capture_output=True, env={'PYTHONPATH': path, 'PATH': os.defpath}, cwd='/', timeout=60)
+                if probe.returncode == 0:
+                    found = (candidate, path)
+                    break
+            self._uid_ok[uid] = found
+            if found is None:
+                logger.info('uid %s can run no Python with these packages: containers run as uid 0 '
+                            'without capabilities', uid)
+        return self._uid_ok[uid]
+
+    def _image_bin(self, python: str) -> pathlib.Path:
+        """A directory of the "image": ``python``, ``python3`` and ``ampx`` run by ``python``."""
+        d = self.shared_dir / 'bin'
+        with self._probe_lock:
+            self._write_image_bin(d, python)
+        return d
+
+    def _write_image_bin(self, d: pathlib.Path, python: str) -> None:
+        if not (d / 'ampx').exists():
+            d.mkdir(parents=True, exist_ok=True)
+            for name, tail in (('python', ''), ('python3', ''), ('ampx', ' -m ampx')):
+                (d / name).write_text(f'#!/bin/sh\nexec {shlex.quote(python)}{tail} "$@"\n')
+                (d / name).chmod(0o755)
+            self.share_with_pods(d)
 
     @staticmethod
     def _isolated(pod: PodRun, c: 'ContainerRun') -> list[str]:

@@ -132,6 +132,7 @@ def test_containers_cannot_see_each_others_processes_or_volumes(kube_server, fak
              "pids = [p for p in os.listdir('/proc') if p.isdigit()]\n"
              "print('pids', len(pids), 'pid1', os.getpid() == 1)\n"
              "print('caps', open('/proc/self/status').read().split('CapEff:')[1].split()[0])\n"
+             "print('uid', os.getuid())\n"
              "import subprocess\n"
              "print('umount', subprocess.run(['umount', '-l', P[0]], capture_output=True).returncode)")
     spec = {'securityContext': {'runAsUser': 10001, 'runAsGroup': 10001, 'fsGroup': 10001},
@@ -148,7 +149,9 @@ def test_containers_cannot_see_each_others_processes_or_volumes(kube_server, fak
     log = kube_server.emulator.container_log('default', pod['metadata']['name'], 'snoop').split('\n')
     assert log[0] == 'pids 1 pid1 True'  # its own PID namespace: only itself
     assert log[1] == 'caps 0000000000000000'
-    assert log[2] != 'umount 0'
+    # the pod's user, where some Python can run as it (else uid 0, still without capabilities)
+    assert log[2] == f'uid {fake_kubelet.usable_uid(10001)}'
+    assert log[3] != 'umount 0'
     # the holder's private volume exists on the host, but not in the snoop's mount namespace
     assert open(private_host).read() == 'k-secret'
     probe = ("import sys\ntry:\n    print(open(sys.argv[1]).read())\nexcept OSError as e:\n"
