@@ -46,6 +46,28 @@ def _token_source():
     return provider_from_settings(GitHubSettings.from_env())
 
 
+def _credentials_from_stdin() -> None:
+    """Take the credential variables from stdin, after becoming non-dumpable: in the initial
+    environment they would be readable in /proc until the worker had started."""
+    import json
+    import os
+
+    from ..settings import SECRET_ENV_VARS
+    from ..worker.harden import forbid_inspection
+
+    forbid_inspection()
+    raw = sys.stdin.buffer.read(TOKEN_MAX_BYTES * 4 + 1)
+    try:
+        doc = json.loads(raw.decode("utf-8") or "{}")
+    except (UnicodeDecodeError, ValueError):
+        doc = None
+    if not isinstance(doc, dict) or len(raw) > TOKEN_MAX_BYTES * 4:
+        raise CliError("--credentials-stdin: stdin must hold one JSON object of credentials")
+    for name, value in doc.items():
+        if name in SECRET_ENV_VARS and isinstance(value, str):
+            os.environ[name] = value
+
+
 _FILE = click.Path(dir_okay=False, path_type=Path)
 _DIR = click.Path(file_okay=False, path_type=Path)
 
@@ -55,8 +77,10 @@ _DIR = click.Path(file_okay=False, path_type=Path)
 @click.option("--attempt", "number", type=click.IntRange(1, 10_000))
 @click.option("-n", "--namespace", help="Namespace of the AmpTask (kube).")
 @click.option("--backend", type=click.Choice(["local", "kube"]), default="kube", show_default=True)
+@click.option("--credentials-stdin", is_flag=True, hidden=True,
+              help="Read the credential variables as a JSON object on stdin (local launcher).")
 @click.pass_context
-def worker(ctx, task_name, number, namespace, backend):
+def worker(ctx, task_name, number, namespace, backend, credentials_stdin):
     """Run one attempt of a task (what each Job, or local attempt process, runs), or one of its
     steps: prepare (token), agent (agent key only), publish (token)."""
     if ctx.invoked_subcommand is not None:
@@ -74,6 +98,9 @@ def worker(ctx, task_name, number, namespace, backend):
     from ..worker.clients import LocalTaskClient
     from ..worker.local_attempt import run_local_attempt
 
+    if credentials_stdin:
+        _credentials_from_stdin()
+
     sys.exit(run_local_attempt(LocalTaskClient(local_store()), task_name, number, _token_source))
 
 
@@ -86,6 +113,7 @@ def prepare(attempt_file, token_file, private, workspace):
     """Clone privately and create the agent's checkout (exit 2: configuration, 8: git)."""
     from ..worker.attempt import Exit
     from ..worker.harden import forbid_inspection
+    from ..worker.lines import one_line
     from ..worker.prepare_step import PrepareFailed, prepare as run_prepare
 
     forbid_inspection()
@@ -93,7 +121,7 @@ def prepare(attempt_file, token_file, private, workspace):
     token = _token(token_file)
 
     def log(line: str) -> None:
-        click.echo(line)
+        click.echo(one_line(line))
 
     try:
         start = run_prepare(spec, token, private, workspace, log=log)
@@ -127,6 +155,7 @@ def publish(attempt_file, token_file, private, workspace, control, report_file):
     """Wait for the agent, then commit from a private snapshot and push (prints AMPX_REPORT)."""
     from ..settings import credential_values
     from ..worker.harden import forbid_inspection
+    from ..worker.lines import one_line
     from ..worker.publish_step import (DEADLINE_GRACE_S, Publisher, emit_report,
                                        wait_for_agent_result)
 
@@ -137,7 +166,8 @@ def publish(attempt_file, token_file, private, workspace, control, report_file):
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     deadline = time.monotonic() + spec.timeout_s + DEADLINE_GRACE_S
     result = wait_for_agent_result(control, deadline, stop)
-    publisher = Publisher(spec, token, private, workspace, credential_values(), click.echo)
+    publisher = Publisher(spec, token, private, workspace, credential_values(),
+                          lambda line: click.echo(one_line(line)))
     code, report = publisher.run(result, stopped=stop.is_set(), timed_out=result is None)
     emit_report(report, report_file, sys.stdout)
     sys.exit(code)

@@ -82,6 +82,7 @@ class PrivateRepo:
         self.git_dir = self.root / "git"
         self.home = self.root / "home"
         self.index = self.root / "index"
+        self._trees: dict[str, str] = {}
 
     def log(self, line: str) -> None:
         if self._log is not None:
@@ -122,7 +123,7 @@ class PrivateRepo:
     def create(self) -> "PrivateRepo":
         self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.home.mkdir(mode=0o700, exist_ok=True)
-        self.git("init", "-q", "--bare", str(self.git_dir))
+        self.git("init", "-q", "--bare", "--template=", str(self.git_dir))
         return self
 
     def fetch_start(self, start_sha: str, source_branch: str | None = None) -> None:
@@ -231,7 +232,9 @@ class PrivateRepo:
         return self.git("write-tree").stdout.decode().strip()
 
     def tree_of(self, commit: str) -> str:
-        return self.git("rev-parse", f"{commit}^{{tree}}").stdout.decode().strip()
+        if commit not in self._trees:
+            self._trees[commit] = self.git("rev-parse", f"{commit}^{{tree}}").stdout.decode().strip()
+        return self._trees[commit]
 
     def changes(self, start_sha: str, tree: str) -> list[Change]:
         """What ``tree`` changes against the start commit (renames = delete + add)."""

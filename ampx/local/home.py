@@ -60,7 +60,11 @@ def ensure_home(path: Path) -> Path:
     left readable (0755 directory, 0644 database and logs)."""
     path = Path(path)
     if not path.exists():
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _check_parents(path, os.geteuid())
+        try:
+            path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UnsafeHome(f"cannot create AMPX_HOME {path}: {exc.strerror}") from None
     check_home(path)
     if stat.S_IMODE(path.stat().st_mode) != 0o700:
         os.chmod(path, 0o700)

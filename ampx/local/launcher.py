@@ -50,6 +50,23 @@ def _alive(pid: int, start_time: Optional[str]) -> bool:
         return False
 
 
+def split_credentials(environ: dict) -> tuple[dict, dict]:
+    """The worker's environment without the credential variables, and those apart: they reach
+    the worker on its stdin once it is non-dumpable, never in its (readable) initial environ."""
+    from ..settings import SECRET_ENV_VARS
+
+    return ({k: v for k, v in environ.items() if k not in SECRET_ENV_VARS},
+            {k: v for k, v in environ.items() if k in SECRET_ENV_VARS and v})
+
+
+def hand_over(proc: subprocess.Popen, credentials: dict) -> None:
+    try:
+        proc.stdin.write(json.dumps(credentials).encode())  # type: ignore[union-attr]
+        proc.stdin.close()  # type: ignore[union-attr]
+    except (BrokenPipeError, OSError):
+        pass  # the worker died at once; its state says so
+
+
 class LocalLauncher:
     def __init__(self, runs_dir: Path, env: Optional[dict] = None, grace_s: float = 15.0) -> None:
         self.runs_dir = Path(runs_dir)
@@ -88,15 +105,17 @@ class LocalLauncher:
             if self._meta(task.name, number) is not None:
                 return key  # launched before (maybe by a previous supervisor)
             log = private_file(self.log_path(task.name, number), "ab")
+            worker_env, credentials = split_credentials(self._worker_env())
             try:
                 proc = subprocess.Popen(
                     [sys.executable, "-m", "ampx", "worker", "--backend", "local",
-                     "--task", task.name, "--attempt", str(number)],
-                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                    start_new_session=True, env=self._worker_env(), cwd=str(self.runs_dir),
+                     "--task", task.name, "--attempt", str(number), "--credentials-stdin"],
+                    stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
+                    start_new_session=True, env=worker_env, cwd=str(self.runs_dir),
                 )
             finally:
                 log.close()
+            hand_over(proc, credentials)
             self._children[key] = proc
             tmp = self.meta_path(task.name, number).with_suffix(".tmp")
             with private_file(tmp, "w") as fh:

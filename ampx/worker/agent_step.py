@@ -24,7 +24,8 @@ from ..agent.runner import AgentRun
 from ..redact import redact, register_secret
 from .agent_env import AgentEnvError, agent_environment, make_home
 from .attempt_spec import AttemptSpec
-from .harden import forbid_inspection
+from .harden import die_with_parent, forbid_inspection
+from .lines import one_line
 
 RESULT_FILE = "agent-result.json"
 THREAD_PREFIX = "AMPX_THREAD "
@@ -88,10 +89,7 @@ class AgentStep:
         self.stopped = False
 
     def log(self, line: str) -> None:
-        line = redact(line)
-        if line.startswith("AMPX_"):  # only this step's own lines carry the markers
-            line = " " + line
-        self.out.write(line + "\n")
+        self.out.write(one_line(line) + "\n")  # only this step's own lines carry the markers
         self.out.flush()
 
     def announce_thread(self, thread_id: str) -> None:
@@ -163,6 +161,34 @@ def run_agent_step(spec: AttemptSpec, workspace: Path, control: Path,
                    home: Optional[Path] = None) -> int:
     """`ampx worker agent`: the process holds the agent's key and nothing else."""
     forbid_inspection()  # its key is the agent's own, but its stdout must not be forged
+    parent = os.getppid()
     step = AgentStep(spec, workspace, control, home)
     signal.signal(signal.SIGTERM, step.on_sigterm)
+    die_with_parent(signal.SIGTERM)  # a worker killed outright stops its agent too
+    if os.getppid() != parent:  # it died before we asked
+        step.on_sigterm()
     return exit_code_of(step.run())
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """The agent step without the CLI's imports (the local worker starts it this way: one
+    process start per attempt is on the path to green). Same options as `ampx worker agent`."""
+    import argparse
+
+    from .attempt_spec import AttemptSpecError, load_attempt_spec
+
+    parser = argparse.ArgumentParser(prog="ampx worker agent")
+    for name in ("--attempt-file", "--workspace", "--control"):
+        parser.add_argument(name, required=True, type=Path)
+    parser.add_argument("--home", type=Path)
+    args = parser.parse_args(argv)
+    try:
+        spec = load_attempt_spec(args.attempt_file)
+    except AttemptSpecError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 1
+    return run_agent_step(spec, args.workspace, args.control, args.home)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -104,10 +104,9 @@ class LocalAttempt:
     def _run(self, spec: AttemptSpec) -> int:
         try:
             profile = get_profile(spec.agent)
-            child_env_probe = agent_step_environment(profile, os.environ, Path("/nonexistent"))
+            agent_step_environment(profile, os.environ, Path(os.devnull))  # AMPX_AGENT_ENV valid?
         except (AgentConfigError, AgentEnvError) as exc:
             raise ConfigProblem(f"agent: {exc}") from None
-        del child_env_probe
         repo = parse_repo(spec.repo)
         try:
             token = self.tokens().token_for(repo)
@@ -126,7 +125,7 @@ class LocalAttempt:
         private, area = root / "private", root / "agent"
         workspace, control, home = area / "work", area / "control", area / "home"
         try:
-            prepare(spec, token, private, workspace, log=self.log)
+            start = prepare(spec, token, private, workspace, log=self.log)
         except PrepareFailed as exc:
             code, outcome = ((Exit.CONFIG, AttemptOutcome.CONFIG_ERROR) if exc.kind == "config"
                              else (Exit.GIT_FAILED, AttemptOutcome.GIT_FAILED))
@@ -140,14 +139,17 @@ class LocalAttempt:
         result = read_agent_result(control)
         secrets = [*credential_values(), *(os.environ.get(n) for n in profile.secret_env)]
         publisher = Publisher(spec, token, private, workspace, secrets, self.log)
-        code, report = publisher.run(result, stopped=self.stop.is_set(), timed_out=timed_out)
+        # the start point from memory: the agent, same user, could rewrite start.json
+        code, report = publisher.run(result, stopped=self.stop.is_set(), timed_out=timed_out,
+                                     start=start)
         self.client.report(self.task_name, self.number, report)
         return code
 
     def _run_agent_step(self, spec: AttemptSpec, profile, attempt_file: Path, workspace: Path,
                         control: Path, home: Path) -> bool:
-        """Run `ampx worker agent` in its own session; True if the backstop had to kill it."""
-        argv = [sys.executable, "-m", "ampx", "worker", "agent", "--attempt-file",
+        """Run the agent step (`ampx worker agent`, started as its module to spare the CLI's
+        imports) in its own session; True if the backstop had to kill it."""
+        argv = [sys.executable, "-m", "ampx.worker.agent_step", "--attempt-file",
                 str(attempt_file), "--workspace", str(workspace), "--control", str(control),
                 "--home", str(home)]
         with self._lock:

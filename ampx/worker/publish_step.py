@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shutil
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -90,17 +91,24 @@ class Publisher:
         self.workspace = Path(workspace)
         self.secrets = [token, *secrets]
         self.log = log
+        self._made: list[Path] = []
         register_secret(token)
 
     # ------------------------------------------------------------------ outcome
     def run(self, result: Optional[AgentResultFile], *, stopped: bool = False,
-            timed_out: bool = False) -> tuple[int, WorkerReport]:
+            timed_out: bool = False, start: Optional[StartPoint] = None
+            ) -> tuple[int, WorkerReport]:
+        """``start``: where prepare began, when this process ran it (else `start.json`, which
+        only the prepare and publish steps can reach)."""
         fields: dict = {}
         if result is not None:
             fields = dict(thread_id=result.thread_id, tokens_in=result.tokens_in,
                           tokens_out=result.tokens_out)
         try:
-            start = StartPoint.read(self.private)
+            start = start or StartPoint.read(self.private)
+            if start.branch != self.spec.branch:  # the push goes to the task branch, only
+                raise PrepareFailed("config", f"start.json names branch {start.branch!r}, "
+                                              f"not the task's {self.spec.branch!r}")
             fields["started_at"] = start.started_at
             if result is not None and result.config_error:
                 return self.finish(Exit.CONFIG, AttemptOutcome.CONFIG_ERROR, result.config_error,
@@ -127,8 +135,8 @@ class Publisher:
             return self.finish(Exit.GIT_FAILED, AttemptOutcome.GIT_FAILED, f"git: {exc}",
                                **fields)
         finally:
-            for leftover in ("snapshot", "publish"):
-                shutil.rmtree(self.private / leftover, ignore_errors=True)
+            for made in self._made:
+                shutil.rmtree(made, ignore_errors=True)
 
     def finish(self, code: int, outcome: AttemptOutcome, reason: Optional[str],
                **fields) -> tuple[int, WorkerReport]:
@@ -141,14 +149,16 @@ class Publisher:
 
     # ------------------------------------------------------------------ the tree
     def _tree(self, start: StartPoint):
-        snapshot = self.private / "snapshot"
-        shutil.rmtree(snapshot, ignore_errors=True)
+        # new directories of unpredictable names: nothing can have been planted in them
+        work = Path(tempfile.mkdtemp(prefix="publish-", dir=self.private))
+        self._made.append(work)
+        snapshot = work / "snapshot"
         stats = copy_tree(self.workspace, snapshot)
         if stats.skipped:
             self.log(f"[ampx] left out (not a file, directory or link): "
                      f"{', '.join(stats.skipped[:20])}")
         auth = GitAuth(self.token, directory=str(self.private))
-        repo = PrivateRepo(self.private / "publish", repo_url(self.spec), auth, self.log).create()
+        repo = PrivateRepo(work / "repo", repo_url(self.spec), auth, self.log).create()
         repo.fetch_start(start.start_sha, start.source_branch)
         tree = repo.build_tree(snapshot, start.start_sha)
         return snapshot, repo, auth, tree

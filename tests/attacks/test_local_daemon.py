@@ -12,7 +12,7 @@ from pathlib import Path
 from ampx.core.models import AttemptOutcome
 from ampx.worker.attempt import Exit
 
-from conftest import alive, as_user, the_uid
+from attacklib import alive, as_user, the_uid
 
 DAEMON = Path(__file__).with_name("daemon.py")
 LEGIT = "@fake write calc.py def add(a, b):\\n    return a + b\\n\\n\\ndef mul(a, b):\\n    return a * b\\n"

@@ -13,7 +13,7 @@ from ampx.gitops.repospec import remote_url
 from ampx.sandbox.world import DEMO_REPO
 from ampx.worker.attempt import Exit
 
-from conftest import as_user, the_uid
+from attacklib import as_user, the_uid
 
 LEGIT = "@fake write calc.py def add(a, b):\\n    return a + b\\n\\n\\ndef mul(a, b):\\n    return a * b\\n"
 
@@ -77,7 +77,7 @@ def test_nothing_the_agent_wires_into_git_runs_or_redirects_the_push(hostile):
     assert hostile.world.token not in r.stdout + r.stderr
 
     # control: git that trusts the agent's checkout and HOME runs every piece of it
-    work = next(p for p in (hostile.base / "world" / "workspaces").glob("*/agent/work"))
+    work = next(p for p in (hostile.base / "world" / "workspaces").glob("*-a1-*/agent/work"))
     git_env = {"PATH": os.environ["PATH"], "HOME": str(hostile.home), "GIT_TERMINAL_PROMPT": "0"}
 
     def git(*args):
@@ -94,3 +94,20 @@ def test_nothing_the_agent_wires_into_git_runs_or_redirects_the_push(hostile):
     assert {"ran-filter", "ran-fsmonitor", "ran-hook"} <= ran, ran
     # (the shallow checkout's push is then refused there, but it went to the agent's repository)
     assert f"To file://{hostile.loot}/evil.git" in pushed.stderr, pushed.stderr
+
+
+def test_a_rewritten_start_point_cannot_send_the_push_elsewhere(hostile):
+    """start.json is in the private directory, which the agent (same user) can reach on the
+    local runtime: the worker keeps the start point in memory, and publish pushes only to the
+    task's branch whatever the file says."""
+    main = hostile.world.emulator.branches(DEMO_REPO)["main"]
+    forged = ('{"branch": "main", "baseBranch": "main", "sourceBranch": "main", '
+              f'"startSha": "{main}", "leaseSha": "{main}"}}')
+    task = hostile.new_task(f"Add mul\n{LEGIT}\n@fake sh echo '{forged}' > ../../private/start.json")
+    r = hostile.run_worker(task.name, env=dict(hostile.env, AMPX_KEEP_WORKSPACES="1"))
+    assert r.returncode == Exit.OK, r.stdout + r.stderr
+    rep = hostile.task(task.name).status.reports["1"]
+    branches = hostile.world.emulator.branches(DEMO_REPO)
+    assert branches["main"] == main and branches[task.spec.branch] == rep.commit
+    written = next((hostile.base / "world" / "workspaces").glob("*-a1-*/private/start.json"))
+    assert '"branch": "main"' in written.read_text(), "control: the agent did rewrite it"
