@@ -24,6 +24,8 @@ from typing import Any, Callable, Optional, Protocol
 from .core import events as ev
 from .core.actions import (
     Action,
+    CommentPullRequest,
+    MarkPullRequestReady,
     MergePullRequest,
     OpenPullRequest,
     RerunFailedJobs,
@@ -31,11 +33,13 @@ from .core.actions import (
     StopAttempt,
     WatchCi,
 )
-from .core.decide import Decision, decide, requested_events
+from .core.admission import TaskRules, branch_problem, repo_problem
+from .core.decide import Decision, decide, invalid_spec_status, requested_events
+from .core.merge_guard import merge_refusal
 from .core.models import AmpTask, AmpTaskStatus, Stage
 from .core.observe import AttemptState, process_event, report_event, resume_actions
 from .core.repo import parse_repo
-from .github.errors import GitHubError, RetryLater
+from .github.errors import GitHubConfigError, GitHubError, RetryLater
 
 log = logging.getLogger("ampx.engine")
 
@@ -71,11 +75,21 @@ class Launcher(Protocol):
 
 
 class Forge(Protocol):
-    def poll_ci(self, repo: Any, sha: str) -> Any: ...
+    def default_branch(self, repo: Any) -> str: ...
+
+    def poll_ci(self, repo: Any, sha: str, branch: Optional[str] = None,
+                event: str = "push") -> Any: ...
 
     def rerun_failed_jobs(self, repo: Any, run_id: int) -> None: ...
 
-    def open_or_adopt_pr(self, repo: Any, head: str, base: Optional[str], title: str, body: str): ...
+    def open_or_adopt(self, repo: Any, head: str, base: Optional[str], title: str, body: str,
+                      draft: bool = False) -> Any: ...
+
+    def pull_for_branch(self, repo: Any, head: str) -> Any: ...
+
+    def mark_ready(self, repo: Any, number: int, body: Optional[str] = None) -> bool: ...
+
+    def comment_pr(self, repo: Any, number: int, body: str) -> None: ...
 
     def merge_pr(self, repo: Any, number: int, method: Any, sha: Optional[str],
                  delete_branch: bool, branch: str) -> Any: ...
@@ -108,6 +122,15 @@ def pr_body(task: AmpTask) -> str:
     return render_pr_body(task.spec.prompt, rows, st.ci_run_url, st.thread_id, task_id=task.name)
 
 
+def review_comment(task: AmpTask) -> str:
+    """The comment on a draft PR left for review: why ampx stopped, and every attempt."""
+    from .github.pulls import AttemptRow, render_review_comment
+
+    st = task.status
+    rows = [AttemptRow(r.number, r.commit, r.ci_conclusion, r.ci_run_url) for r in st.history]
+    return render_review_comment(st.summary or "", rows, st.thread_id)
+
+
 @dataclass
 class Engine:
     store: TaskStore
@@ -115,6 +138,9 @@ class Engine:
     forge: Optional[Forge] = None
     on_change: Optional[Callable[[AmpTask], None]] = None  # history upserts, events
     clock: Callable[[], dt.datetime] = utcnow
+    # the installation's rules for tasks (host, branch prefix, allow-list), read when a task
+    # is admitted; None: no admission check (the decision core's tests)
+    rules: Optional[Callable[[], TaskRules]] = None
     _locks: dict[str, threading.Lock] = field(default_factory=lambda: defaultdict(threading.Lock))
     _guard: threading.Lock = field(default_factory=threading.Lock)
     # (task, action) -> not before: a GitHub action answered "retry later" is not repeated on
@@ -162,8 +188,8 @@ class Engine:
             self._not_before[key] = self.clock() + dt.timedelta(seconds=exc.seconds)
             raise
         except GitHubError as exc:
-            what = {OpenPullRequest: "pr", MergePullRequest: "merge",
-                    RerunFailedJobs: "rerun"}.get(type(action))
+            what = {OpenPullRequest: "pr", MergePullRequest: "merge", RerunFailedJobs: "rerun",
+                    MarkPullRequestReady: "ready", CommentPullRequest: "comment"}.get(type(action))
             if what is None:
                 raise
             return ev.ForgeFailed(what, str(exc))
@@ -181,22 +207,43 @@ class Engine:
             self._need_forge().rerun_failed_jobs(parse_repo(task.spec.repo), action.run_id)
             return ev.RerunStarted(action.run_id)
         elif isinstance(action, OpenPullRequest):
-            url, number, adopted = self._need_forge().open_or_adopt_pr(
+            pr = self._need_forge().open_or_adopt(
                 parse_repo(task.spec.repo), task.spec.branch or "", task.spec.base_branch,
-                task.spec.display_title(), pr_body(task))
-            return ev.PrOpened(url, number, adopted)
+                task.spec.display_title(), pr_body(task), draft=action.draft)
+            return ev.PrOpened(pr.url, pr.number, pr.adopted, draft=pr.draft)
+        elif isinstance(action, MarkPullRequestReady):
+            self._need_forge().mark_ready(parse_repo(task.spec.repo), action.number, pr_body(task))
+            return ev.PrReady(action.number)
+        elif isinstance(action, CommentPullRequest):
+            self._need_forge().comment_pr(parse_repo(task.spec.repo), action.number,
+                                          review_comment(task))
+            return ev.PrCommented(action.attempt)
         elif isinstance(action, MergePullRequest):
-            result = self._need_forge().merge_pr(
-                parse_repo(task.spec.repo), action.number, action.method, action.sha,
-                action.delete_branch, task.spec.branch or "")
-            if result.merged:
-                return ev.MergeDone(result.sha)
-            return ev.MergeRefused(result.reason)
+            return self._merge(task, action)
         return None
+
+    def _merge(self, task: AmpTask, action: MergePullRequest) -> ev.Event:
+        """Merge only what GitHub has for the task branch, at the last green commit: the
+        status's PR number alone is never trusted (it may have been forged)."""
+        repo, branch = parse_repo(task.spec.repo), task.spec.branch or ""
+        found = self._need_forge().pull_for_branch(repo, branch)
+        why = merge_refusal(branch, action.number, action.sha,
+                            found.number if found else None, found.head_sha if found else None)
+        if why is not None:
+            log.warning("task %s: merge refused: %s", task.name, why)
+            return ev.MergeRefused(why)
+        result = self._need_forge().merge_pr(repo, found.number, action.method, action.sha,
+                                             action.delete_branch, branch)
+        if result.merged:
+            return ev.MergeDone(result.sha)
+        return ev.MergeRefused(result.reason)
 
     def _need_forge(self) -> Forge:
         if self.forge is None:
-            raise RuntimeError("GitHub is not configured (set AMPX_GITHUB_APP_ID and a key, or GITHUB_TOKEN)")
+            # a permanent refusal the core judges (a merge goes back to open, with the reason),
+            # not an exception retried four times a second
+            raise GitHubConfigError("GitHub is not configured (set AMPX_GITHUB_APP_ID and a key, "
+                                    "or GITHUB_TOKEN)")
         return self.forge
 
     # ------------------------------------------------------------------ reconciling
@@ -221,12 +268,58 @@ class Engine:
             return ev.TimeBudgetSpent(limit)
         return None
 
+    # ------------------------------------------------------------------ admission
+    def admission(self, task: AmpTask) -> tuple[bool, Optional[str]]:
+        """(decided, problem) for a task that never started. A problem ends it in `error`
+        before any attempt; not decided (no branch yet, GitHub said wait) means ask later."""
+        spec = task.spec
+        if not spec.branch:
+            return False, None  # the operator defaults it first
+        try:
+            rules = self.rules()  # type: ignore[misc]
+        except ValueError as exc:  # a broken setting refuses rather than allowing everything
+            return True, f"ampx's task rules cannot be read: {exc}"
+        problem = repo_problem(spec, task.namespace, rules) or branch_problem(spec, rules)
+        if problem or self.forge is None:  # without GitHub the worker checks the default
+            return True, problem
+        key = (task.name, "Admission")
+        if key in self._not_before and self._not_before[key] > self.clock():
+            return False, None
+        try:  # the repository's default branch, as GitHub says, before anything is pushed
+            default = self.forge.default_branch(parse_repo(spec.repo))
+        except RetryLater as exc:
+            self._not_before[key] = self.clock() + dt.timedelta(seconds=exc.seconds)
+            log.info("task %s: admission deferred: %s", task.name, exc)
+            return False, None
+        except GitHubError as exc:
+            return True, f"cannot use repository {parse_repo(spec.repo).full_name}: {exc}"
+        self._not_before.pop(key, None)
+        return True, branch_problem(spec, rules, default)
+
+    def _admit(self, task: AmpTask) -> tuple[bool, AmpTask]:
+        """True when the task may go on; a refused task is saved in `error`, finished."""
+        if self.rules is None or task.status.phase is not None or task.status.attempts:
+            return True, task
+        decided, problem = self.admission(task)
+        if not decided:
+            return False, task
+        if problem:
+            log.warning("task %s refused: %s", task.name, problem)
+            task = self.store.save_status(task, invalid_spec_status(problem, iso(self.clock())))
+            if self.on_change:
+                self.on_change(task)
+            return False, task
+        return True, task
+
     def reconcile(self, name: str) -> Optional[AmpTask]:
         """Bring one task up to date with everything observable. Safe to call any time."""
         with self.lock(name):
             task = self.store.load(name)
             if task is None:
                 return None
+            go, task = self._admit(task)
+            if not go:
+                return task
             skip: set = set()
             for _ in range(25):
                 event = self.next_event(task, skip)
@@ -271,7 +364,8 @@ class Engine:
                 return None
             ci = task.status.ci
             try:
-                obs = self._need_forge().poll_ci(parse_repo(task.spec.repo), ci.sha)
+                obs = self._need_forge().poll_ci(parse_repo(task.spec.repo), ci.sha,
+                                                 event=ci.event.value)
             except RetryLater as exc:
                 log.info("task %s: CI poll deferred %.0fs: %s", name, exc.seconds, exc)
                 return exc.seconds

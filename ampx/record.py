@@ -20,18 +20,28 @@ def task_row(task: AmpTask) -> dict:
         "summary": st.summary,
         "created_at": meta.get("creationTimestamp"),
         "updated_at": st.updated_at or meta.get("creationTimestamp"),
-        "namespace": meta.get("namespace"),
+        "namespace": meta.get("namespace") or "",
         "owner": (meta.get("labels") or {}).get(OWNER_LABEL),
         "base_branch": spec.base_branch,
         "pr_url": st.pr_url,
         "ci_run_url": st.ci_run_url,
         "max_attempts": spec.max_attempts,
+        "green_at": _green_at(task),
     }
+
+
+def _green_at(task: AmpTask):
+    """When the task last turned green: its Succeeded condition's transition time."""
+    if task.status.phase is None or task.status.phase.value != "success":
+        return None
+    cond = next((c for c in task.status.conditions if c.type == "Succeeded" and c.status == "True"), None)
+    return cond.last_transition_time if cond else (task.status.updated_at or None)
 
 
 def attempt_rows(task: AmpTask) -> list[dict]:
     return [
         {
+            "namespace": task.metadata.get("namespace") or "",
             "task_id": task.name,
             "number": rec.number,
             "prompt": rec.prompt,

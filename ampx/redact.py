@@ -33,6 +33,8 @@ _lock = threading.Lock()
 _registered: dict[str, None] = {}  # insertion-ordered: the oldest is dropped first
 _pinned: set[str] = set()  # the process's own credentials (keys from its environment): kept
 _registered_re: re.Pattern[str] | None = None
+_forms: dict[str, set[str]] = {}  # registered value -> its base64 and URL-encoded forms
+_dirty = False
 
 _PEM_BEGIN = re.compile(r"-----BEGIN ([A-Z0-9 ]{0,40})PRIVATE KEY-----")
 _PEM_BODY_LINE = re.compile(r"[A-Za-z0-9+/=\s]{0,200}|[A-Za-z-]{1,40}: .{0,200}")
@@ -210,7 +212,7 @@ def register_secret(value: str | None, pinned: bool = False) -> None:
     from now on (too short or empty: ignored).
 
     `pinned` values (long-lived credentials) are never dropped to make room."""
-    global _registered_re
+    global _registered_re, _dirty
     if not value or len(value) < _MIN_SECRET_LEN:
         return
     with _lock:
@@ -225,28 +227,45 @@ def register_secret(value: str | None, pinned: bool = False) -> None:
             _registered[value] = None
             while len(_registered) > _MAX_REGISTERED:
                 del _registered[next(iter(_registered))]
-        words: set[str] = set()
-        for v in (*_registered, *_pinned):
-            words.add(v)
-            words |= derived_forms(v)
-        # Longest first wins at the same position: the trie is greedy (optional ends).
-        _registered_re = re.compile(_trie_pattern(sorted(words)))
+        _forms[value] = derived_forms(value)
+        for gone in [v for v in _forms if v not in _registered and v not in _pinned]:
+            del _forms[gone]
+        _registered_re = None  # built again when next needed (many registrations, one build)
+        _dirty = True
+
+
+def _registered_pattern() -> re.Pattern[str] | None:
+    global _registered_re, _dirty
+    if not _dirty:
+        return _registered_re
+    with _lock:
+        if _dirty:
+            words: set[str] = set()
+            for v, forms in _forms.items():
+                words.add(v)
+                words |= forms
+            # The longest match wins at a position: the trie is greedy (optional ends).
+            _registered_re = re.compile(_trie_pattern(sorted(words))) if words else None
+            _dirty = False
+        return _registered_re
 
 
 def clear_registered_secrets() -> None:
     """Forget registered values (a long-lived process starting unrelated work)."""
-    global _registered_re
+    global _registered_re, _dirty
     with _lock:
         _registered.clear()
         _pinned.clear()
+        _forms.clear()
         _registered_re = None
+        _dirty = False
 
 
 def redact(text: str | None) -> str | None:
     """Return ``text`` with registered secrets and secret-shaped substrings replaced by ***."""
     if not text:
         return text
-    registered = _registered_re
+    registered = _registered_pattern()
     if registered is not None:
         text = registered.sub(MASK, text)
     if "PRIVATE KEY-----" in text:

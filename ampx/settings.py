@@ -39,6 +39,9 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "AMPX_HISTORY_DB": ("operator", "path of the SQLite history database"),
     "AMPX_CI_POLL_SECONDS": ("operator", "CI poll interval right after a push, default 5"),
     "AMPX_CI_POLL_MAX_SECONDS": ("operator", "longest CI poll interval, default 60"),
+    "AMPX_BRANCH_PREFIX": ("operator", "prefix of every task branch, default amp/"),
+    "AMPX_ALLOWED_REPOS": ("operator", "JSON: repository globs allowed to every namespace, or "
+                                       "a map namespace -> globs; unset: every repository"),
     # Worker
     "AMPX_GIT_AUTHOR_NAME": ("worker", "commit author name, default ampx[bot]"),
     "AMPX_GIT_AUTHOR_EMAIL": ("worker", "commit author email"),

@@ -12,10 +12,15 @@ import re
 import time
 from typing import Iterator, Optional, Protocol
 
+from typing import TYPE_CHECKING
+
 from ..core.ids import IdError, resolve_prefix
-from ..core.models import API_VERSION, KIND, OWNER_LABEL, AmpTask, AmpTaskSpec, FollowUp
+from ..core.names import API_VERSION, KIND, OWNER_LABEL
 from ..kube.errors import KubeError
 from ..settings import env
+
+if TYPE_CHECKING:  # the models (pydantic) load only when a command needs them
+    from ..core.models import AmpTask, AmpTaskSpec
 
 
 def _shown(obj: dict):
@@ -54,7 +59,11 @@ class Backend(Protocol):
 
     def resolve(self, prefix: str) -> AmpTask: ...
 
-    def update_spec(self, task: AmpTask, change) -> AmpTask: ...
+    def update_spec(self, task: AmpTask, change, refresh_credentials: bool = False) -> AmpTask: ...
+
+    def list_docs(self, all_owners: bool, owner: str) -> list[dict]: ...
+
+    def all_ids(self) -> list[str]: ...
 
     def worker_log(self, task: AmpTask, attempt: int, follow: bool) -> Iterator[str]: ...
 
@@ -63,6 +72,7 @@ class KubeBackend:
     """AmpTasks in a cluster, through the kubeconfig's current (or given) context."""
 
     name = "kube"
+    notices: list[str] = []  # the cluster's credentials are its Secrets: nothing to say here
 
     def __init__(self, namespace: Optional[str] = None, context: Optional[str] = None,
                  all_namespaces: bool = False) -> None:
@@ -91,6 +101,15 @@ class KubeBackend:
     def list(self, all_owners: bool, owner: str) -> list[AmpTask]:
         items = self.api.list_tasks(self._ns(), self._selector(all_owners, owner))["items"]
         return sorted((_shown(i) for i in items), key=lambda t: t.name)
+
+    def list_docs(self, all_owners: bool, owner: str) -> list[dict]:
+        """The AmpTasks as the API server sends them (what `ls` prints)."""
+        items = self.api.list_tasks(self._ns(), self._selector(all_owners, owner))["items"]
+        return sorted(items, key=lambda i: i["metadata"]["name"])
+
+    def all_ids(self) -> list[str]:
+        """Every task name `resolve` could match: short ids are unique among these."""
+        return [i["metadata"]["name"] for i in self.api.list_tasks(self._ns())["items"]]
 
     def watch(self, all_owners: bool, owner: str) -> Iterator[tuple[str, AmpTask]]:
         """List, then follow the watch stream; when the server has compacted the resource
@@ -146,7 +165,7 @@ class KubeBackend:
         except IdError as exc:
             raise CliError(str(exc)) from None
 
-    def update_spec(self, task: AmpTask, change) -> AmpTask:
+    def update_spec(self, task: AmpTask, change, refresh_credentials: bool = False) -> AmpTask:
         """Read-modify-write of the spec, guarded by resourceVersion (retried on conflict)."""
         for _ in range(5):
             fresh = _shown(self.api.get_task(task.namespace, task.name))
@@ -188,6 +207,8 @@ class KubeBackend:
 
 
 def add_follow_up(message: str, by: str):
+    from ..core.models import FollowUp
+
     def change(task: AmpTask) -> AmpTaskSpec:
         ups = list(task.spec.follow_ups) + [FollowUp(message=message, at=now_iso(), by=by)]
         return task.spec.model_copy(update={"follow_ups": ups})

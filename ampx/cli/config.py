@@ -5,13 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-import yaml
-from platformdirs import user_config_dir
-
 from ..settings import env
 
 BACKENDS = ("local", "kube")
-KEYS = {"backend": BACKENDS}
+# branchPrefix: the prefix of task branches (default amp/); allowedRepos: repository globs the
+# local runtime may work on (unset: every repository the token reaches). See ampx.core.allowlist.
+KEYS = {"backend": BACKENDS, "branchPrefix": None, "allowedRepos": None}
 
 
 class ConfigError(ValueError):
@@ -20,7 +19,12 @@ class ConfigError(ValueError):
 
 def config_path() -> Path:
     home = env("AMPX_HOME")
-    base = Path(home) if home else Path(user_config_dir("ampx"))
+    if home:
+        base = Path(home)
+    else:
+        from platformdirs import user_config_dir  # only without AMPX_HOME
+
+        base = Path(user_config_dir("ampx"))
     return base / "config.yaml"
 
 
@@ -28,16 +32,22 @@ def load() -> dict:
     path = config_path()
     if not path.exists():
         return {}
+    import yaml  # only when there is a file to read
+
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not UTF-8 text") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+        raise ConfigError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must hold a mapping")
     return data
 
 
 def save(data: dict) -> Path:
+    import yaml
+
     path = config_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
@@ -46,14 +56,60 @@ def save(data: dict) -> Path:
     return path
 
 
+def _parsed(key: str, value: str):
+    """The stored form of `ampx config set KEY VALUE`, refused with the reason if unusable."""
+    from ..core.allowlist import AllowListError, parse_allowlist
+    from ..core.branches import BranchPrefixError, check_prefix
+
+    if KEYS[key] is not None:
+        if value not in KEYS[key]:
+            raise ConfigError(f"{key} must be one of {', '.join(KEYS[key])}, not {value!r}")
+        return value
+    try:
+        if key == "branchPrefix":
+            return check_prefix(value)
+        globs = [g.strip() for g in value.split(",") if g.strip()]  # acme/*,tools/ci
+        parse_allowlist(globs, key)
+        return globs
+    except (BranchPrefixError, AllowListError) as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def set_value(key: str, value: str) -> Path:
     if key not in KEYS:
         raise ConfigError(f"unknown key {key!r} (known: {', '.join(KEYS)})")
-    if value not in KEYS[key]:
-        raise ConfigError(f"{key} must be one of {', '.join(KEYS[key])}, not {value!r}")
     data = load()
-    data[key] = value
+    data[key] = _parsed(key, value)
     return save(data)
+
+
+def task_rules(git_url: str):
+    """The local runtime's task rules from the config file (branch prefix, allow-list)."""
+    from ..core.admission import TaskRules
+    from ..core.allowlist import AllowListError, parse_allowlist
+    from ..core.branches import BranchPrefixError
+    from ..core.ids import DEFAULT_BRANCH_PREFIX
+
+    data = load()
+    try:
+        return TaskRules(git_url=git_url,
+                         branch_prefix=data.get("branchPrefix") or DEFAULT_BRANCH_PREFIX,
+                         allowed_repos=parse_allowlist(data.get("allowedRepos"),
+                                                       f"{config_path()}: allowedRepos"))
+    except (BranchPrefixError, AllowListError) as exc:
+        raise ConfigError(f"{config_path()}: {exc}") from None
+
+
+def branch_prefix() -> str:
+    """The prefix of the task branches `ampx start` names (both runtimes; a cluster with
+    another prefix needs the same here: `ampx config set branchPrefix PREFIX`)."""
+    from ..core.branches import BranchPrefixError, check_prefix
+    from ..core.ids import DEFAULT_BRANCH_PREFIX
+
+    try:
+        return check_prefix(load().get("branchPrefix") or DEFAULT_BRANCH_PREFIX)
+    except BranchPrefixError as exc:
+        raise ConfigError(f"{config_path()}: {exc}") from None
 
 
 def resolve_backend_name(flag: Optional[str]) -> str:

@@ -38,7 +38,24 @@ class RerunFailedJobs:
 
 @dataclass(frozen=True)
 class OpenPullRequest:
-    """Open the PR for the task branch, or adopt the one already open."""
+    """Open the PR for the task branch (a draft when `draft`), or adopt the one already open."""
+
+    draft: bool = False
+
+
+@dataclass(frozen=True)
+class MarkPullRequestReady:
+    """Mark the task's draft PR ready for review (its body updated with every attempt)."""
+
+    number: int
+
+
+@dataclass(frozen=True)
+class CommentPullRequest:
+    """Comment on the task's draft PR with a summary of the attempts up to `attempt`."""
+
+    number: int
+    attempt: int
 
 
 @dataclass(frozen=True)
@@ -49,4 +66,5 @@ class MergePullRequest:
     sha: Optional[str] = None
 
 
-Action = Union[StartAttempt, StopAttempt, WatchCi, RerunFailedJobs, OpenPullRequest, MergePullRequest]
+Action = Union[StartAttempt, StopAttempt, WatchCi, RerunFailedJobs, OpenPullRequest,
+               MarkPullRequestReady, CommentPullRequest, MergePullRequest]

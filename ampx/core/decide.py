@@ -14,6 +14,8 @@ from typing import Optional
 from . import events as ev
 from .actions import (
     Action,
+    CommentPullRequest,
+    MarkPullRequestReady,
     MergePullRequest,
     OpenPullRequest,
     RerunFailedJobs,
@@ -29,6 +31,8 @@ from .models import (
     AmpTaskStatus,
     AttemptOutcome,
     AttemptRecord,
+    CiEvent,
+    CiTrigger,
     CiWait,
     Condition,
     Phase,
@@ -81,6 +85,10 @@ class _Ctx:
         self.st.stage = Stage.IDLE
         self.st.ci = None
         self.st.summary = summary
+        if (phase == Phase.NEEDS_REVIEW and self.st.pr_state == "draft"
+                and self.st.pr_number is not None):
+            # the draft stays open for a person, with a comment summarising the attempts
+            self.actions.append(CommentPullRequest(self.st.pr_number, self.st.attempts))
 
     def follow_up_attempt(self) -> str:
         """Start an attempt for instructions `continue` queued behind the previous one."""
@@ -173,12 +181,50 @@ def _attempt_pushed(c: _Ctx, e: ev.AttemptPushed) -> Optional[str]:
     st.thread_id = st.thread_id or e.thread_id
     if st.phase == Phase.QUEUED:
         st.phase = Phase.RUNNING
+    event, why = ci_event_for(c.spec, e)
+    if event is None:
+        rec.ci_conclusion = "none"
+        c.finish(Phase.ERROR, f"attempt {e.number} pushed {_short(e.sha)}, but {why}")
+        return None
     st.stage = Stage.CI
-    st.ci = CiWait(sha=e.sha, since=c.now)
+    st.ci = CiWait(sha=e.sha, since=c.now, event=event)
     st.ci_run_id = st.ci_run_url = None
-    st.summary = f"attempt {e.number} pushed {_short(e.sha)}; waiting for CI"
     c.actions.append(WatchCi(e.sha))
+    if event == CiEvent.PULL_REQUEST:
+        st.summary = (f"attempt {e.number} pushed {_short(e.sha)}; waiting for the pull "
+                      f"request's CI")
+        c.actions.append(OpenPullRequest(draft=True))
+    else:
+        st.summary = f"attempt {e.number} pushed {_short(e.sha)}; waiting for CI"
     return None
+
+
+def _names(paths) -> str:
+    return ", ".join(p.rsplit("/", 1)[-1] for p in paths)
+
+
+def ci_event_for(spec: AmpTaskSpec, e: ev.AttemptPushed) -> tuple[Optional[CiEvent], str]:
+    """Which runs to wait on for a push (spec.ci.trigger and what the worker read), or None
+    and why none will come."""
+    trigger = spec.ci.trigger
+    if e.workflows is None:  # the worker did not say: wait, as ampx always did
+        return (CiEvent.PULL_REQUEST if trigger == CiTrigger.PULL_REQUEST else CiEvent.PUSH), ""
+    branch, base = spec.branch or "the task branch", spec.base_branch or "the base branch"
+    if trigger in (CiTrigger.AUTO, CiTrigger.PUSH) and e.push_workflows:
+        return CiEvent.PUSH, ""
+    if trigger in (CiTrigger.AUTO, CiTrigger.PULL_REQUEST) and e.pull_request_workflows:
+        return CiEvent.PULL_REQUEST, ""
+    read = (f"workflows read: {_names(e.workflows)}" if e.workflows
+            else "the tree has no .github/workflows/*.yml")
+    if trigger == CiTrigger.PUSH:
+        other = (f" (on pull_request: {_names(e.pull_request_workflows)}; use --ci-trigger auto)"
+                 if e.pull_request_workflows else "")
+        return None, f"no workflow runs on push to {branch}{other}; {read}"
+    if trigger == CiTrigger.PULL_REQUEST:
+        other = (f" (on push: {_names(e.push_workflows)}; use --ci-trigger auto)"
+                 if e.push_workflows else "")
+        return None, f"no workflow runs on pull_request to {base}{other}; {read}"
+    return None, (f"no workflow runs on push to {branch} or on pull_request to {base}; {read}")
 
 
 def _attempt_no_change(c: _Ctx, e: ev.AttemptNoChange) -> Optional[str]:
@@ -345,7 +391,7 @@ def _ci_red(c: _Ctx, e: ev.CiRed) -> Optional[str]:
     url = f" ({e.run_url})" if e.run_url else ""
     c.finish(
         Phase.NEEDS_REVIEW,
-        f"CI still red after {st.attempts_in_budget()} attempt(s){url}",
+        f"CI still red after {_attempts_of_run(st)}{url}",
     )
     return None
 
@@ -354,6 +400,16 @@ def _ci_missing(c: _Ctx, e: ev.CiMissing) -> Optional[str]:
     if why := _guard_ci(c.st, e.sha):
         return why
     c.st.history[-1].ci_conclusion = "missing"
+    assert c.st.ci is not None
+    if c.st.ci.event == CiEvent.PULL_REQUEST:
+        pr = f"PR #{c.st.ci.pr_number}" if c.st.ci.pr_number else "the pull request"
+        c.finish(
+            Phase.ERROR,
+            f"no pull_request run appeared for {_short(e.sha)} on {pr} in {e.waited_minutes} "
+            f"min — do your workflows run on pull_request to "
+            f"{c.spec.base_branch or 'the default branch'}?",
+        )
+        return None
     c.finish(
         Phase.ERROR,
         f"no GitHub Actions run appeared for {_short(e.sha)} in {e.waited_minutes} min — do "
@@ -364,17 +420,72 @@ def _ci_missing(c: _Ctx, e: ev.CiMissing) -> Optional[str]:
 
 def _pr_opened(c: _Ctx, e: ev.PrOpened) -> Optional[str]:
     st = c.st
+    how = "adopted" if e.adopted else "opened"
+    kind = "draft PR" if e.draft else "PR"
+    if (st.phase in ACTIVE_PHASES and st.stage == Stage.CI and st.ci is not None
+            and st.ci.event == CiEvent.PULL_REQUEST):
+        if st.ci.pr_number is not None:
+            return f"PR #{st.ci.pr_number} is already recorded for {_short(st.ci.sha)}"
+        st.ci.pr_number = e.number
+        st.pr_url, st.pr_number, st.pr_state = e.url, e.number, "draft" if e.draft else "open"
+        st.summary = f"{kind} #{e.number} {how}; waiting for its CI on {_short(st.ci.sha)}"
+        return None
     if st.phase not in ACTIVE_PHASES or st.stage != Stage.PR:
         return f"task is not opening a pull request (phase {_phase(st)}, stage {_stage(st)})"
-    st.pr_url, st.pr_number, st.pr_state = e.url, e.number, "open"
-    how = "adopted" if e.adopted else "opened"
+    if st.pr_state == "readying":
+        return f"PR #{st.pr_number} is already being marked ready for review"
+    st.pr_url, st.pr_number = e.url, e.number
+    if e.draft:
+        st.pr_state = "readying"
+        st.summary = f"CI green; marking draft PR #{e.number} ready for review"
+        c.actions.append(MarkPullRequestReady(e.number))
+        return None
+    st.pr_state = "open"
+    c.finish(Phase.SUCCESS, f"CI green after {_attempts_of_run(st)}; PR #{e.number} {how}")
+    return None
+
+
+def _attempts_of_run(st: AmpTaskStatus) -> str:
+    """`2 attempt(s)`; after a `continue`, which attempts, so the count matches ATTEMPTS."""
     n = st.attempts_in_budget()
-    c.finish(Phase.SUCCESS, f"CI green after {n} attempt(s); PR #{e.number} {how}")
+    if not st.budget_start:
+        return f"{n} attempt(s)"
+    return f"{n} attempt(s) since the last continue ({st.attempts} in all)"
+
+
+def _reported_thread(st: AmpTaskStatus) -> Optional[str]:
+    """The latest thread a worker reported: an attempt stopped (abort) before its report was
+    judged still created the thread, and the next attempt must continue it."""
+    for key in sorted(st.reports, key=lambda k: int(k) if k.isdigit() else 0, reverse=True):
+        if st.reports[key].thread_id:
+            return st.reports[key].thread_id
+    return None
+
+
+def _pr_ready(c: _Ctx, e: ev.PrReady) -> Optional[str]:
+    st = c.st
+    if st.phase not in ACTIVE_PHASES or st.stage != Stage.PR or st.pr_state != "readying":
+        return f"no draft is being marked ready (phase {_phase(st)}, PR state {st.pr_state or 'none'})"
+    if e.number != st.pr_number:
+        return f"PR #{e.number} is not the task's PR (#{st.pr_number})"
+    st.pr_state = "open"
+    c.finish(Phase.SUCCESS, f"CI green after {_attempts_of_run(st)}; PR #{e.number} ready for review")
+    return None
+
+
+def _pr_commented(c: _Ctx, e: ev.PrCommented) -> Optional[str]:
+    st = c.st
+    if st.phase != Phase.NEEDS_REVIEW or st.pr_state != "draft":
+        return f"no comment is due (phase {_phase(st)}, PR state {st.pr_state or 'none'})"
+    if e.attempt != st.attempts or st.pr_commented == e.attempt:
+        return f"the comment for attempt {e.attempt} is not due"
+    st.pr_commented = e.attempt
     return None
 
 
 def _continue(c: _Ctx, e: ev.Continue) -> Optional[str]:
     st = c.st
+    st.thread_id = st.thread_id or _reported_thread(st)
     if not c.pending_follow_ups():
         return "no new instructions to continue with"
     if st.phase is None:
@@ -398,6 +509,7 @@ def _abort(c: _Ctx, e: ev.Abort) -> Optional[str]:
     st.abort_handled_at = e.requested_at
     if st.phase is not None and st.phase not in ACTIVE_PHASES:
         return f"task already {st.phase.value}; nothing to abort"
+    st.thread_id = st.thread_id or _reported_thread(st)
     rec = st.current()
     where = ""
     if rec is not None and st.stage == Stage.AGENT:
@@ -420,18 +532,23 @@ def _merge_requested(c: _Ctx, e: ev.MergeRequested) -> Optional[str]:
         return f"only a task in success can be merged (phase {_phase(st)})"
     if st.pr_number is None or st.pr_state != "open":
         return f"the task has no open pull request (PR state {st.pr_state or 'none'})"
-    rec = st.current()
     c.actions.append(
         MergePullRequest(
             number=st.pr_number,
             method=c.spec.policy.merge_method,
             delete_branch=c.spec.policy.delete_branch_on_merge,
-            sha=rec.commit if rec else None,
+            sha=last_green_commit(st),
         )
     )
     st.pr_state = "merging"
     st.summary = f"merging PR #{st.pr_number} ({c.spec.policy.merge_method.value})"
     return None
+
+
+def last_green_commit(st: AmpTaskStatus) -> Optional[str]:
+    """The commit of the task's last attempt whose CI was green: the only one ampx merges."""
+    return next((r.commit for r in reversed(st.history)
+                 if r.ci_conclusion == "success" and r.commit), None)
 
 
 def _merge_done(c: _Ctx, e: ev.MergeDone) -> Optional[str]:
@@ -457,6 +574,17 @@ def _forge_failed(c: _Ctx, e: ev.ForgeFailed) -> Optional[str]:
     active = st.phase in ACTIVE_PHASES
     if e.what == "pr" and active and st.stage == Stage.PR:
         c.finish(Phase.ERROR, f"could not open the pull request: {e.reason}")
+    elif e.what == "pr" and active and st.stage == Stage.CI and st.ci is not None \
+            and st.ci.event == CiEvent.PULL_REQUEST and st.ci.pr_number is None:
+        c.finish(Phase.ERROR, f"could not open the draft pull request: {e.reason}")
+    elif e.what == "ready" and active and st.stage == Stage.PR and st.pr_state == "readying":
+        c.finish(Phase.ERROR, f"CI is green, but PR #{st.pr_number} could not be marked ready "
+                              f"for review: {e.reason}")
+    elif e.what == "comment" and st.phase == Phase.NEEDS_REVIEW and st.pr_state == "draft" \
+            and st.pr_commented != st.attempts:
+        st.pr_commented = st.attempts  # said once here; not repeated on every tick
+        st.summary = (f"{st.summary or 'needs review'} (could not comment on PR "
+                      f"#{st.pr_number}: {e.reason})")
     elif e.what == "ci" and active and st.stage == Stage.CI:
         c.finish(Phase.ERROR, f"cannot read the CI results: {e.reason}")
     elif e.what == "rerun" and active and st.stage == Stage.CI and st.ci is not None:
@@ -509,6 +637,8 @@ _HANDLERS = {
     ev.CiRed: _ci_red,
     ev.CiMissing: _ci_missing,
     ev.PrOpened: _pr_opened,
+    ev.PrReady: _pr_ready,
+    ev.PrCommented: _pr_commented,
     ev.Continue: _continue,
     ev.Abort: _abort,
     ev.MergeRequested: _merge_requested,

@@ -21,11 +21,18 @@ class AttemptStarted:
 
 @dataclass(frozen=True)
 class AttemptPushed:
+    """The attempt pushed `sha`. `workflows` names the workflow files of the pushed tree, and
+    `push_workflows`/`pull_request_workflows` those that run on push to the task branch and on a
+    pull request into the base (None: the worker did not say; push runs are awaited)."""
+
     number: int
     sha: str
     thread_id: Optional[str] = None
     tokens_in: Optional[int] = None
     tokens_out: Optional[int] = None
+    workflows: Optional[tuple[str, ...]] = None
+    push_workflows: tuple[str, ...] = ()
+    pull_request_workflows: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -84,9 +91,26 @@ class CiMissing:
 
 @dataclass(frozen=True)
 class PrOpened:
+    """The task branch's pull request, opened or adopted (`draft`: GitHub says it is a draft)."""
+
     url: str
     number: int
     adopted: bool = False
+    draft: bool = False
+
+
+@dataclass(frozen=True)
+class PrReady:
+    """GitHub marked the draft pull request `number` ready for review."""
+
+    number: int
+
+
+@dataclass(frozen=True)
+class PrCommented:
+    """The draft pull request has the comment summarising attempts up to `attempt`."""
+
+    attempt: int
 
 
 @dataclass(frozen=True)
@@ -118,7 +142,8 @@ class MergeRefused:
 class ForgeFailed:
     """GitHub refused something for good (not a rate limit or a 5xx): what, and why.
 
-    `what` is "pr" (opening the pull request), "ci" (reading the runs), "rerun" or "merge".
+    `what` is "pr" (opening the pull request), "ci" (reading the runs), "rerun", "merge",
+    "ready" (marking the draft ready for review) or "comment" (commenting on the draft).
     """
 
     what: str
@@ -150,6 +175,8 @@ Event = Union[
     CiRed,
     CiMissing,
     PrOpened,
+    PrReady,
+    PrCommented,
     Continue,
     Abort,
     MergeRequested,

@@ -6,13 +6,15 @@ import re
 import unicodedata
 from typing import Iterable
 
-from ulid import ULID
-
 SLUG_MAX = 40
+DEFAULT_BRANCH_PREFIX = "amp/"
+BRANCH_MAX = 200
 
 
 def new_task_id() -> str:
     """A lowercase ULID: sortable by creation time and a valid Kubernetes object name."""
+    from ulid import ULID  # imported here: listing and --help never need it
+
     return str(ULID()).lower()
 
 
@@ -25,9 +27,14 @@ def slugify(text: str, limit: int = SLUG_MAX) -> str:
     return slug.strip("-") or "task"
 
 
-def default_branch(title: str, task_id: str) -> str:
-    """`amp/<slug>-<first 6 of id>`: readable, and unique per task."""
-    return f"amp/{slugify(title)}-{task_id[:6].lower()}"
+def default_branch(title: str, task_id: str, prefix: str = DEFAULT_BRANCH_PREFIX) -> str:
+    """`<prefix><slug>-<whole id>`: readable, and unique because the id is (a ULID's first
+    characters are its timestamp, the same for every task of a quarter of an hour)."""
+    tid = task_id.lower()
+    branch = f"{prefix}{slugify(title)}-{tid}"
+    if len(branch) > BRANCH_MAX:  # a very long kubectl-given name: the id alone stays unique
+        branch = f"{prefix}{tid}"[:BRANCH_MAX]
+    return branch
 
 
 class IdError(LookupError):
@@ -49,3 +56,25 @@ def resolve_prefix(prefix: str, ids: Iterable[str]) -> str:
         shown = ", ".join(matches[:5]) + (", …" if len(matches) > 5 else "")
         raise IdError(f"task id {prefix!r} is ambiguous: it matches {shown}")
     return matches[0]
+
+
+SHORT_ID_MIN = 7
+
+
+def short_ids(ids: Iterable[str], minimum: int = SHORT_ID_MIN) -> dict[str, str]:
+    """Each id's shortest prefix that names only it among `ids` (at least `minimum` long), like
+    `git log --oneline`: what tables show, and what `resolve_prefix` takes back."""
+    ordered = sorted(set(ids))
+    out: dict[str, str] = {}
+    for i, name in enumerate(ordered):
+        need = minimum
+        for other in (ordered[i - 1] if i else None, ordered[i + 1] if i + 1 < len(ordered) else None):
+            if other is not None:
+                common = 0
+                for a, b in zip(name, other):
+                    if a != b:
+                        break
+                    common += 1
+                need = max(need, common + 1)
+        out[name] = name[:need]
+    return out

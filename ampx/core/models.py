@@ -11,18 +11,14 @@ from __future__ import annotations
 import enum
 from typing import Annotated, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-GROUP = "ampx.dev"
-VERSION = "v1alpha1"
-API_VERSION = f"{GROUP}/{VERSION}"
-KIND = "AmpTask"
-PLURAL = "amptasks"
+from .names import API_VERSION, GROUP, KIND, OWNER_LABEL, PLURAL, VERSION  # noqa: F401
+
 SINGULAR = "amptask"
 SHORT_NAMES = ["at"]
 
-OWNER_LABEL = "ampx.dev/owner"
 TASK_LABEL = "ampx.dev/task"
 ATTEMPT_LABEL = "ampx.dev/attempt"
 
@@ -30,24 +26,38 @@ PROMPT_MAX = 32768
 MESSAGE_MAX = 16384
 EXCERPT_MAX = 4000
 
-# owner/repo, git@github.com:owner/repo(.git), https://github.com/owner/repo(.git) and the
-# same on a GitHub Enterprise host.
-_NAME = r"[A-Za-z0-9_.-]+"
+# owner/repo, git@HOST:owner/repo(.git), ssh://git@HOST/owner/repo, https://HOST/owner/repo(.git).
+# RE2 (no look-arounds): an owner starts with a letter or digit; a name is not empty, not '.'
+# or '..', and does not start with '-'. Which host is allowed is a runtime setting, checked by
+# `ampx.core.repo.parse_repo` (the CLI and the operator), as are '.git'-suffixed dot names.
+_OWNER = r"[A-Za-z0-9][A-Za-z0-9_-]{0,38}"
+_REPO_NAME = r"(?:[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}|\.[A-Za-z0-9_-][A-Za-z0-9_.-]{0,98}|\.\.[A-Za-z0-9_.-]{1,98})"
+_HOST = r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?"
 REPO_PATTERN = (
-    rf"^(?:{_NAME}/{_NAME}"
-    rf"|git@[A-Za-z0-9.-]+:{_NAME}/{_NAME}"
-    rf"|https://[A-Za-z0-9.-]+(?::[0-9]+)?/{_NAME}/{_NAME}/?)$"
+    rf"^(?:{_OWNER}/{_REPO_NAME}"
+    rf"|git@{_HOST}:{_OWNER}/{_REPO_NAME}"
+    rf"|ssh://git@{_HOST}(?::[0-9]+)?/{_OWNER}/{_REPO_NAME}"
+    rf"|https?://{_HOST}(?::[0-9]+)?/{_OWNER}/{_REPO_NAME}/?)$"
 )
 # A safe subset of git ref names (RE2 syntax: Kubernetes evaluates CRD patterns with Go's
 # regexp, which has no look-arounds): '/'-separated components of dot-separated words, so no
 # '..', '//', leading or trailing '.' or '/'. `check_branch` says why a name is refused, and
-# BRANCH_RULES (CEL, evaluated by the API server) add the one rule a pattern cannot: '.lock'.
+# BRANCH_RULES (CEL, evaluated by the API server) add what a pattern cannot: '.lock', and the
+# names git gives a meaning of their own (HEAD, refs/...).
 _WORD = r"[A-Za-z0-9_-]+"
 _COMPONENT = rf"{_WORD}(?:\.{_WORD})*"
 BRANCH_PATTERN = rf"^[A-Za-z0-9_](?:[A-Za-z0-9_-]*(?:\.{_WORD})*)(?:/{_COMPONENT})*$"
 BRANCH_RULES = [{
     "rule": "!self.endsWith('.lock') && !self.contains('.lock/')",
     "message": "a branch name component must not end with '.lock'",
+}, {
+    "rule": "self != 'HEAD' && !self.startsWith('refs/')",
+    "message": "a branch must be a branch name: not HEAD, not a ref starting with 'refs/'",
+}]
+# On the whole spec: a task never works on its base branch.
+SPEC_RULES = [{
+    "rule": "!has(self.branch) || !has(self.baseBranch) || self.branch != self.baseBranch",
+    "message": "branch must differ from baseBranch: a task pushes only its own branch",
 }]
 # Not blank: at least one character that is not white space.
 NOT_BLANK_PATTERN = r"\S"
@@ -65,6 +75,8 @@ def check_branch(value: str) -> str:
         raise ValueError(f"branch name {value!r} has a component starting with '.'")
     if any(part.endswith(".lock") for part in parts):
         raise ValueError(f"branch name {value!r} has a component ending with '.lock'")
+    if value == "HEAD" or value.startswith("refs/"):
+        raise ValueError(f"{value!r} is not a branch name (HEAD and refs/... are refused)")
     return value
 
 
@@ -109,8 +121,24 @@ class AttemptOutcome(str, enum.Enum):
     CONFIG_ERROR = "config_error"
     GIT_FAILED = "git_failed"  # clone, fetch or push could not reach the remote (retryable)
     WORKER_ERROR = "worker_error"  # an unexpected failure of the worker itself
+    BRANCH_REFUSED = "branch_refused"  # not this task's branch (default/base, someone else's tip)
     INTERRUPTED = "interrupted"
     ABORTED = "aborted"
+
+
+class CiTrigger(str, enum.Enum):
+    """Which workflow runs a task waits on (spec.ci.trigger)."""
+
+    AUTO = "auto"  # push runs when a workflow runs on push to the branch, else a draft PR's
+    PUSH = "push"  # runs of the push to the task branch
+    PULL_REQUEST = "pull_request"  # runs of a draft pull request into the base branch
+
+
+class CiEvent(str, enum.Enum):
+    """The GitHub event whose runs a task is waiting on."""
+
+    PUSH = "push"
+    PULL_REQUEST = "pull_request"
 
 
 class MergeMethod(str, enum.Enum):
@@ -158,6 +186,12 @@ class Policy(_Model):
     delete_branch_on_merge: bool = True
 
 
+class CiSpec(_Model):
+    """How CI is reached: on push to the task branch, or through a draft pull request."""
+
+    trigger: CiTrigger = CiTrigger.AUTO
+
+
 class FollowUp(_Model):
     """An instruction appended by `ampx continue`."""
 
@@ -168,6 +202,9 @@ class FollowUp(_Model):
 
 class AmpTaskSpec(_Model):
     """What the user asked for. Written by the CLI (the operator only defaults the branch)."""
+
+    model_config = ConfigDict(**_Model.model_config,
+                              json_schema_extra={"x-kubernetes-validations": SPEC_RULES})
 
     repo: Annotated[str, Field(pattern=REPO_PATTERN, max_length=300)]
     prompt: Annotated[str, Field(min_length=1, max_length=PROMPT_MAX, pattern=NOT_BLANK_PATTERN)]
@@ -180,6 +217,7 @@ class AmpTaskSpec(_Model):
     agent: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")] = "amp"
     limits: Limits = Field(default_factory=Limits)
     policy: Policy = Field(default_factory=Policy)
+    ci: CiSpec = Field(default_factory=CiSpec)
     follow_ups: Annotated[list[FollowUp], Field(max_length=100)] = Field(default_factory=list)
     abort_requested_at: Optional[str] = None
     merge_requested_at: Optional[str] = None
@@ -196,6 +234,13 @@ class AmpTaskSpec(_Model):
     @classmethod
     def _branch_ok(cls, v):
         return check_branch(v) if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _own_branch(self):
+        if self.branch and self.base_branch and self.branch == self.base_branch:
+            raise ValueError(f"branch {self.branch!r} is the base branch; a task pushes only "
+                             "its own branch")
+        return self
 
     def display_title(self) -> str:
         """The task's one-line title: given, or the prompt's first non-empty line."""
@@ -225,6 +270,11 @@ class WorkerReport(_Model):
     tokens_in: Optional[int] = None
     tokens_out: Optional[int] = None
     exit_code: Optional[int] = None
+    # which workflows of the pushed tree run on push to the task branch and on pull_request
+    # to the base (None: not read); `workflows` names every workflow file read
+    workflows: Optional[Annotated[list[str], Field(max_length=200)]] = None
+    push_workflows: Optional[Annotated[list[str], Field(max_length=200)]] = None
+    pull_request_workflows: Optional[Annotated[list[str], Field(max_length=200)]] = None
 
 
 class AttemptRecord(_Model):
@@ -253,6 +303,8 @@ class CiWait(_Model):
 
     sha: str
     since: Optional[str] = None
+    event: CiEvent = CiEvent.PUSH  # push runs of the branch, or the pull request's runs
+    pr_number: Optional[int] = None  # pull_request: the PR opened or adopted for this wait
     rerun_requested: bool = False
     rerun_run_id: Optional[int] = None
     # the re-run request went through (or GitHub refused it for good); until then the
@@ -281,7 +333,8 @@ class AmpTaskStatus(_Model):
     ci_run_url: Optional[str] = None
     pr_url: Optional[str] = None
     pr_number: Optional[int] = None
-    pr_state: Optional[str] = None
+    pr_state: Optional[str] = None  # draft, readying (being marked ready), open, merging, merged
+    pr_commented: Optional[int] = None  # the attempt whose needs_review comment the PR has
     summary: Optional[str] = None
     history: list[AttemptRecord] = Field(default_factory=list)
     ci: Optional[CiWait] = None
@@ -335,5 +388,5 @@ def spec_problem(spec: dict) -> Optional[str]:
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(camel(str(p)) if isinstance(p, str) else str(p) for p in err["loc"])
-        return f"invalid spec.{where}: {err['msg'].removeprefix('Value error, ')}"
+        return f"invalid spec{'.' + where if where else ''}: {err['msg'].removeprefix('Value error, ')}"
     return None

@@ -1,7 +1,7 @@
 """Waiting on GitHub Actions for one exact commit: one poll at a time, no sleeping here.
 
 :meth:`CiWatcher.poll` makes one observation of the workflow runs of ``head_sha`` (event
-``push``). The operator calls it on a timer (:func:`poll_interval`), acts on the state and
+``push``, or ``pull_request`` for a task whose CI runs on its draft pull request). The operator calls it on a timer (:func:`poll_interval`), acts on the state and
 reschedules; when GitHub is rate limiting or failing, ``poll`` raises :class:`RetryLater`
 with the delay to respect.
 
@@ -29,7 +29,10 @@ from ampx.schedule import PollSchedule, poll_interval  # noqa: F401  (re-exporte
 from .auth import TokenProvider
 from .client import ApiStats, Backoff, RestClient
 from .errors import GitHubError, GitHubNotFound, GitHubPermissionError
-from .excerpt import EXCERPT_LIMIT, JobLog, build_excerpt, signature
+from .excerpt import (
+    EXCERPT_LIMIT, EXCERPT_SECONDS, JobLog, build_excerpt, signature, steps_from_api, target_ordinal,
+)
+from .joblog import LogDigest
 
 log = logging.getLogger(__name__)
 
@@ -164,8 +167,8 @@ class CiWatcher:
         self.excerpt_limit = excerpt_limit
         self.max_logs = max_logs
         self._lock = threading.Lock()
-        # (repo, sha, branch) -> (ETag of the runs list, observation)
-        self._last: dict[tuple[str, str, Optional[str]], tuple[Optional[str], CiObservation]] = {}
+        # (repo, sha, branch, event) -> (ETag of the runs list, observation)
+        self._last: dict[tuple[str, str, Optional[str], str], tuple[Optional[str], CiObservation]] = {}
         self._reruns: dict[tuple[str, int], tuple[int, float]] = {}
 
     @property
@@ -182,14 +185,16 @@ class CiWatcher:
 
     # -- poll
 
-    def poll(self, repo: RepoRef, sha: str, branch: Optional[str] = None) -> CiObservation:
-        """One observation of CI for ``sha``. Raises RetryLater (rate limit, 5xx, network),
-        GitHubNotFound (repository gone or not visible), GitHubAuthError."""
+    def poll(self, repo: RepoRef, sha: str, branch: Optional[str] = None,
+             event: str = "push") -> CiObservation:
+        """One observation of CI for ``sha``: the runs of ``event`` (``push`` to the branch, or
+        ``pull_request`` for a pull request whose head is ``sha``). Raises RetryLater (rate
+        limit, 5xx, network), GitHubNotFound (repository gone or not visible), GitHubAuthError."""
         try:
             resp = self.rest.get_json(
                 repo,
                 f"{self._base(repo)}/actions/runs",
-                params={"head_sha": sha, "event": "push", "per_page": 100, "exclude_pull_requests": "true"},
+                params={"head_sha": sha, "event": event, "per_page": 100, "exclude_pull_requests": "true"},
                 conditional=True,
             )
         except GitHubNotFound:
@@ -197,7 +202,7 @@ class CiWatcher:
                 f"repository {repo.full_name} not found (or the credentials cannot see it)", status=404
             ) from None
         body = resp.data if isinstance(resp.data, dict) else {}
-        key = (repo.full_name.lower(), sha, branch)
+        key = (repo.full_name.lower(), sha, branch, event)
         with self._lock:
             last = self._last.get(key)
             pending_rerun = any(k[0] == key[0] for k in self._reruns)
@@ -243,8 +248,9 @@ class CiWatcher:
         self, repo: RepoRef, runs: tuple[RunInfo, ...], red: list[RunInfo], effective: list[RunInfo]
     ) -> CiObservation:
         base = self._base(repo)
-        failed: list[tuple[str, int, Optional[str], str]] = []  # name, job id, step, conclusion
-        cancelled: list[tuple[str, int, Optional[str], str]] = []
+        # name, job id, failed step's name, conclusion, the job's steps
+        failed: list[tuple[str, int, Optional[str], str, Any]] = []
+        cancelled: list[tuple[str, int, Optional[str], str, Any]] = []
         passed: list[str] = []
         notes: list[str] = []
         red_ids = {r.id for r in red}
@@ -264,9 +270,9 @@ class CiWatcher:
                 if conclusion == "success":
                     passed.append(name)
                 elif run.id in red_ids and conclusion in FAILED_JOB_CONCLUSIONS:
-                    failed.append((name, int(j["id"]), _failed_step(j), conclusion))
+                    failed.append((name, int(j["id"]), _failed_step(j), conclusion, steps_from_api(j)))
                 elif run.id in red_ids and conclusion == "cancelled":
-                    cancelled.append((name, int(j["id"]), _failed_step(j), conclusion))
+                    cancelled.append((name, int(j["id"]), _failed_step(j), conclusion, steps_from_api(j)))
             if run.id in red_ids and not any(j.get("conclusion") in FAILED_JOB_CONCLUSIONS for j in jobs):
                 if run.conclusion == "startup_failure" or not jobs:
                     notes.append(f"workflow {run.name}: {run.conclusion} (no job ran; check the workflow file)")
@@ -275,14 +281,18 @@ class CiWatcher:
         if not failed:
             failed = cancelled
         logs: list[JobLog] = []
-        for name, job_id, step, conclusion in failed[: self.max_logs]:
+        deadline = time.thread_time() + EXCERPT_SECONDS  # CPU for reading all the logs
+        for name, job_id, step, conclusion, steps in failed[: self.max_logs]:
+            # Read the whole log as it streams, keeping the failing step's section and the
+            # failure's surroundings (bounded memory; a log of any size keeps its step headers).
+            digest = LogDigest(target_ordinal(steps), deadline)
             try:
-                text = self.rest.get_redirected_text(repo, f"{base}/actions/jobs/{job_id}/logs")
+                found = self.rest.stream_redirected(repo, f"{base}/actions/jobs/{job_id}/logs", digest.feed)
             except GitHubError as exc:  # expired or forbidden log: say so, keep the rest
                 log.warning("no log for job %s of %s: %s", job_id, repo.full_name, exc)
-                text = None
-            logs.append(JobLog(name, text, step, conclusion))
-        logs += [JobLog(n, None, s, c) for n, _, s, c in failed[self.max_logs:]]
+                found = False
+            logs.append(JobLog(name, digest.close() if found else None, step, conclusion, steps))
+        logs += [JobLog(n, None, s, c, st) for n, _, s, c, st in failed[self.max_logs:]]
         secrets = [self.provider.token_for(repo)]
         excerpt = build_excerpt(logs, passed, limit=self.excerpt_limit, secrets=secrets, notes=notes)
         primary = red[0]

@@ -356,20 +356,43 @@ class RestClient:
         return self.request("GET", repo, path, **kw)
 
     def get_redirected_text(self, repo: RepoRef, path: str, *, max_bytes: int = 8 << 20) -> Optional[str]:
-        """GET an endpoint that answers ``302 Location`` (job logs) and fetch the target.
+        """GET an endpoint that answers ``302 Location`` (job logs) and fetch the target, keeping
+        its last ``max_bytes``. Returns None when it is gone (404/410). See
+        :meth:`stream_redirected`, which sees all of it."""
+        chunks: list[bytes] = []
+        size = 0
+
+        def keep(chunk: bytes) -> None:
+            nonlocal chunks, size
+            chunks.append(chunk)
+            size += len(chunk)
+            if size >= max_bytes:  # keep the end
+                joined = b"".join(chunks)[-max_bytes:]
+                chunks, size = [joined], len(joined)
+
+        if not self.stream_redirected(repo, path, keep):
+            return None
+        return b"".join(chunks).decode("utf-8", errors="replace")
+
+    def stream_redirected(self, repo: RepoRef, path: str, sink: Callable[[bytes], None]) -> bool:
+        """GET an endpoint that answers ``302 Location`` (job logs) and pass the target's body
+        to ``sink`` chunk by chunk, so a reader can keep what it needs of a log of any size.
 
         The token is sent to the target only when it is on the API's own host (GitHub
         Enterprise, the emulator); GitHub.com's log URLs are pre-signed blob URLs that must not
-        see it. Returns None when the log is gone (404/410).
+        see it. Returns False when the log is gone (404/410).
         """
         resp = self.request("GET", repo, path, ok=(200,), allow=(301, 302, 303, 307, 308, 410))
         if resp.status == 200:
-            return resp.data if isinstance(resp.data, str) else None
+            if isinstance(resp.data, str):
+                sink(resp.data.encode("utf-8"))
+                return True
+            return False
         if resp.status == 410:
-            return None
+            return False
         location = resp.headers.get("Location")
         if not location:
-            return None
+            return False
         target = urljoin(self._url(path), location)
         what = f"GET {urlsplit(target).path}"  # never the query: it may carry a signature
         headers = {}
@@ -381,22 +404,16 @@ class RestClient:
             ) as r:
                 self.stats.record(r.status_code, r.headers)
                 if r.status_code in (404, 410):
-                    return None
+                    return False
                 if r.status_code != 200:
                     raise error_for_status(r.status_code, r.headers, r.reason or "", what,
                                            backoff_delay=lambda: self._note_failure(repo))
-                chunks, size = [], 0
                 for chunk in r.iter_content(65536):
-                    chunks.append(chunk)
-                    size += len(chunk)
-                    if size >= max_bytes:  # keep the end: that is where failures are
-                        joined = b"".join(chunks)[-max_bytes:]
-                        chunks, size = [joined], len(joined)
-                raw = b"".join(chunks)
+                    sink(chunk)
         except requests.RequestException as exc:
             self.stats.record(None)
             raise self._transient(repo, what, exc) from None
-        return raw.decode("utf-8", errors="replace")
+        return True
 
 
 # --------------------------------------------------------------------------- PyGithub

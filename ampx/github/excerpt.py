@@ -1,20 +1,21 @@
 """The CI failure excerpt handed to the agent, and its signature (pure, no I/O).
 
-Input: raw GitHub Actions job logs. Each line starts with an ISO timestamp with seven
-fractional digits (``2026-11-25T10:00:00.1234567Z``), the file may start with a byte order
-mark, and a step looks like::
+For each failed job, the excerpt shows the failing step - found by the jobs API's step number
+(the k-th step that ran is the k-th ``##[group]Run`` of the log, whatever the step's
+``name:``), else by the log (the last step that ended in ``Process completed with exit code``
+or a runner verdict) - under a ``== job <name> (failed) ==`` header. Within the step, lines
+are scored by :mod:`ampx.github.failures`, grouped into regions (the failing test's block, the
+runner's summary, what leads to the exit code), and the budget goes to the best distinct
+regions first; then to the lines around them and the step's tail. Lines that repeat (a retry
+loop's "transient error") are damped, stack frames come last.
 
-    ##[group]Run pytest -q          <- step header, the step's script/shell/env inside
-    pytest -q
-    shell: /usr/bin/bash -e {0}
-    ##[endgroup]
-    ... step output ...             <- output comes *after* the header's endgroup
-    ##[error]Process completed with exit code 1.
-
-The excerpt keeps, for each failed job, the failing step's output (all of it if it fits,
-else the error-looking lines plus the tail), under a ``== job <name> (failed) ==`` header;
-then ``Passed: a, b``. At most :data:`EXCERPT_LIMIT` characters in total. Secrets are
-redacted with :func:`ampx.redact.redact` plus any token values the caller names.
+Failed jobs of a matrix that failed the same way (same normalised failure lines) share one
+section ("same failure in 3 other jobs: ..."), and the budget goes to distinct failures.
+At most :data:`EXCERPT_LIMIT` characters in total. CPU time is bounded: scoring lines stops
+after :data:`EXCERPT_SECONDS` (later lines are only kept), choosing lines after
+:data:`SELECT_SECONDS` (then: what was chosen and the tail). Secrets are redacted with
+:func:`ampx.redact.redact` plus any token values the caller names; control characters are
+gone (see :mod:`ampx.github.joblog`).
 
 :func:`signature` reduces an excerpt to its normalised error lines (no numbers, hex, line
 numbers, timestamps or temp dirs): two attempts failing with the same signature failed the
@@ -25,78 +26,142 @@ from __future__ import annotations
 
 import bisect
 import re
-from dataclasses import dataclass, field
-from typing import Iterable, Optional, Sequence, Union
+import time
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping, Optional, Sequence, Union
 
 from ampx.redact import MASK, redact
+
+from .failures import Mark, classify, is_specific
+from .joblog import (
+    LINE_CUT, Entry, LogDigest, StepDigest, _ANSI, clean_line, digest_text,
+)
 
 EXCERPT_LIMIT = 4000
 #: One log line never takes more than this in the excerpt (minified bundles, base64 blobs).
 LINE_MAX = 400
 #: How many failed jobs get a section of their own; the rest are only named.
 MAX_JOB_SECTIONS = 6
+#: CPU time for reading one red CI's logs; past it, lines are kept but no longer scored.
+EXCERPT_SECONDS = 2.0
+#: CPU time for choosing the lines of an excerpt; past it, what was chosen and the tail.
+SELECT_SECONDS = 0.5
 TAIL_LINES = 12
 CONTEXT_RADIUS = 8
 GAP = "[...]"
+#: A region's key lines may take at most this share of a section's budget.
+REGION_SHARE = 0.5
+#: Stack or backtrace frames shown per region at most (the first ones say where).
+FRAMES_PER_REGION = 3
 
-_TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)\s?")
-# CSI sequences (colours, cursor), OSC sequences (hyperlinks, titles), lone ESC pairs.
-_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
-
-_STEP_HEADER = re.compile(r"^##\[group\]Run (.*)$")
-_POST_JOB = re.compile(r"^(?:Post job cleanup\.|Cleaning up orphan processes)$")
-_GENERIC_ERROR = re.compile(
-    r"^##\[error\](?:Process completed with exit code \d+\.?|The operation was canceled\.?)$"
-)
-
-_ERROR_PATTERNS = [
-    r"^##\[error\]",
-    r"\b[A-Z]\w*(?:Error|Exception)\b",           # AssertionError, TypeError, ...
-    r"(?i:\berror\b)",                                # error:, Error:, ERROR
-    r"\bFAIL(?:ED|URE|S)?\b",                        # pytest FAILED, go FAIL, jest FAIL
-    r"\b\d+ (?:failed|failing|errors?)\b",          # summaries
-    r"Traceback \(most recent call last\)",
-    r"^E {2,}\S",                                    # pytest assertion detail
-    r"^--- FAIL",                                    # go test
-    r"^panic:",
-    r"npm ERR!|^npm error\b",
-    r"[✕✗×●] ",                                      # jest / mocha
-    r"^\s*\S+\.\w{1,5}:\d+(?::\d+)?:?\s",          # file.ext:line[:col]: message
-    r"(?i:\bexpected\b.*\b(?:got|received|but|to (?:be|equal))\b)",
-    r"(?i:\bfatal\b)",
-    r"(?i:\bsegmentation fault\b|\bcore dumped\b)",
-    r"(?i:\bcommand not found\b|\bNo such file or directory\b)",
-    r"(?i:\bexit (?:code|status) [1-9])",
-]
-_ERRORISH = re.compile("|".join(f"(?:{p})" for p in _ERROR_PATTERNS), re.MULTILINE)
-_NOT_ERRORISH = re.compile(
-    r"(?i:\b0 (?:failed|errors?)\b|\berrors?=0\b|no errors)"
-    r"|^(?!.*(?:Error|FAIL)).*\b\w*Warning:"  # warnings are not errors
-)
+FAILED_STEP = frozenset({"failure", "timed_out", "cancelled"})
+_BOOKKEEPING = ("Set up job", "Complete job")
 
 
 def is_error_line(line: str) -> bool:
-    return bool(_ERRORISH.search(line)) and not _NOT_ERRORISH.search(line)
+    """Does this line say something failed (more than ``Process completed with exit code``)?"""
+    mark = classify(line)
+    return mark.score >= 2 and mark.kind not in ("exit", "gorun")
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+@dataclass(frozen=True)
+class StepRef:
+    """One step as the jobs API lists it (GET /repos/{o}/{r}/actions/jobs/{id})."""
+
+    number: int
+    name: str
+    conclusion: Optional[str]
+
+
+def steps_from_api(job: Mapping[str, Any]) -> tuple[StepRef, ...]:
+    out = []
+    for s in job.get("steps") or []:
+        try:
+            out.append(StepRef(int(s.get("number")), str(s.get("name") or ""), s.get("conclusion")))
+        except (TypeError, ValueError):
+            continue
+    return tuple(sorted(out, key=lambda s: s.number))
+
+
+@dataclass(frozen=True)
+class JobLog:
+    """A failed job: its name, log (raw text, a :class:`LogDigest` already read, or None if
+    unavailable), the failed step's name and the job's steps from the jobs API."""
+
+    name: str
+    log: Optional[Union[str, LogDigest]]
+    step: Optional[str] = None
+    conclusion: str = "failure"
+    steps: tuple[StepRef, ...] = ()
+
+
+def _ran(steps: Sequence[StepRef]) -> list[StepRef]:
+    """The API's steps that have a ``Run`` group in the log, in order."""
+    return [
+        s for s in steps
+        if s.conclusion not in (None, "skipped") and s.name not in _BOOKKEEPING
+        and not s.name.startswith("Post ")
+    ]
+
+
+def failed_api_step(steps: Sequence[StepRef]) -> Optional[StepRef]:
+    """The step that failed the job: the last failed one (an earlier failed step can only
+    have been ``continue-on-error``)."""
+    failed = [s for s in steps if s.conclusion in FAILED_STEP and s.name != "Complete job"
+              and not s.name.startswith("Post ")]
+    return failed[-1] if failed else None
+
+
+def target_ordinal(steps: Sequence[StepRef]) -> Optional[int]:
+    """The failed step's ``Run`` group number in the log (1-based), as far as the API says."""
+    failed = failed_api_step(steps)
+    if failed is None:
+        return None
+    if failed.name == "Set up job":
+        return 0
+    ran = _ran(steps)
+    return ran.index(failed) + 1 if failed in ran else None
+
+
+def failing_step(digest: LogDigest, steps: Sequence[StepRef] = (), hint: Optional[str] = None) -> Optional[StepDigest]:
+    """The step that failed: by the API's step order (names do not appear in the log for
+    ``run:`` steps), else by name, else the last step that ended with an exit code or a runner
+    verdict, else the last with an ``##[error]``, else the last that ran."""
+    runs = digest.run_steps
+    api = failed_api_step(steps)
+    if api is not None:
+        if api.name == "Set up job":
+            return digest.steps[0]
+        ran = _ran(steps)
+        if api in ran:
+            pos = ran.index(api)
+            if len(runs) == len(ran) or (pos < len(runs) and runs[pos].failed):
+                return runs[pos]
+        hint = api.name
+    if hint:
+        named = [s for s in runs if s.name in (hint, f"Run {hint}")]
+        if named:
+            return ([s for s in named if s.failed or s.has_error] or named)[-1]
+    for pick in (lambda s: s.failed, lambda s: s.has_error):
+        found = [s for s in digest.steps if pick(s)]
+        if found:
+            return found[-1]
+    real = [s for s in digest.steps if s.ordinal is not None and s.n_lines]
+    return (real or digest.steps)[-1] if digest.steps else None
 
 
 # --------------------------------------------------------------------------- cleaning
 
 
 def clean_log(text: str, secrets: Iterable[str] = ()) -> list[str]:
-    """Strip BOM, timestamps, ANSI codes and control characters; redact secrets; split lines."""
-    text = text.lstrip("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
-    lines = []
-    for raw in text.split("\n"):
-        line = _TIMESTAMP.sub("", raw.lstrip("\ufeff"), count=1)
-        line = _ANSI.sub("", line)
-        line = _CONTROL.sub("", line)
-        lines.append(line.rstrip())
+    """A whole log as cleaned, redacted lines (for callers that want all of it)."""
+    lines = [clean_line(raw) for raw in text.split("\n")]
     while lines and not lines[-1]:
         lines.pop()
-    cleaned = "\n".join(lines)
-    cleaned = redact_all(cleaned, secrets)
-    return cleaned.split("\n") if cleaned else []
+    return [redact_all(line, secrets) for line in lines]
 
 
 def redact_all(text: str, secrets: Iterable[str] = ()) -> str:
@@ -105,95 +170,133 @@ def redact_all(text: str, secrets: Iterable[str] = ()) -> str:
     return redact(text) or ""
 
 
-# --------------------------------------------------------------------------- steps
+def _clip(line: str) -> str:
+    return line if len(line) <= LINE_MAX else line[: LINE_MAX - 3] + "..."
+
+
+# --------------------------------------------------------------------------- regions
+
+
+_DIGITS = re.compile(r"\d+")
+_BLOCK_KINDS = ("block", "gofail", "killed", "runner")
 
 
 @dataclass
-class StepSection:
-    name: str
-    output: list[str] = field(default_factory=list)
-    failed: bool = False
+class _Region:
+    start: int
+    end: int  # inclusive
+    anchor: int
+    score: float
 
 
-def split_steps(lines: Sequence[str]) -> list[StepSection]:
-    """Cut a cleaned job log into steps. The part before the first ``##[group]Run`` is
-    "Set up job"; post-job cleanup is dropped. Within a step, the header group (script,
-    shell, env) is skipped, nested group markers are dropped, ``##[debug]`` lines too."""
-    sections = [StepSection("Set up job")]
-    in_header = False
-    for line in lines:
-        m = _STEP_HEADER.match(line)
-        if m:
-            sections.append(StepSection(f"Run {m.group(1).strip()}"))
-            in_header = True
-            continue
-        if in_header:
-            if line.startswith("##[endgroup]"):
-                in_header = False
-            continue
-        if _POST_JOB.match(line):
-            sections.append(StepSection("Complete job"))
-            continue
-        if line.startswith(("##[group]", "##[endgroup]", "##[debug]")):
-            rest = line.split("]", 1)[1] if line.startswith("##[group]") else ""
-            if rest:
-                sections[-1].output.append(rest)
-            continue
-        if line.startswith("##[error]"):
-            sections[-1].failed = True
-        sections[-1].output.append(line)
-    return [s for s in sections if s.output or s.failed or s.name.startswith("Run ")]
+def _effective_scores(entries: Sequence[Entry]) -> list[float]:
+    """Scores after damping repeats and judging go test lines by the test they belong to."""
+    eff = [e[2].score for e in entries]
+    counts: dict[str, int] = {}
+    keys: list[Optional[str]] = []
+    for e in entries:
+        if e[2].kind not in ("exit", "runner", "killed") and e[1].strip():
+            k = _DIGITS.sub("0", e[1][:160])
+            counts[k] = counts.get(k, 0) + 1
+            keys.append(k)
+        else:
+            keys.append(None)
+    for i, k in enumerate(keys):
+        if k is not None and counts[k] > 2:  # said over and over: not where the failure is
+            eff[i] = eff[i] - 4.0 if eff[i] > 0 else min(eff[i], -0.5)
+    failing_go = {e[2].name for e in entries if e[2].kind == "gofail" and e[2].name}
+    failing_go |= {n.split("/")[0] for n in failing_go}
+    current = ""
+    for i, (_, line, mark) in enumerate(entries):
+        if mark.kind in ("gorun", "gofail"):
+            current = mark.name
+        elif mark.kind == "godetail":
+            eff[i] = 7.0 if current in failing_go or current.split("/")[0] in failing_go else -1.0
+    return eff
 
 
-def failing_step(lines: Sequence[str], step_hint: Optional[str] = None) -> Optional[StepSection]:
-    """The step that failed: the one named ``step_hint`` (from the jobs API) when it has
-    errors or is the only match, else the first step with an ``##[error]``, else the last
-    step that ran."""
-    steps = split_steps(lines)
-    if not steps:
-        return None
-    if step_hint:
-        named = [s for s in steps if s.name == step_hint or s.name == f"Run {step_hint}"]
-        if named:
-            failed = [s for s in named if s.failed]
-            return (failed or named)[0]
-    for s in steps:
-        if s.failed:
-            return s
-    real = [s for s in steps if s.name != "Complete job"]
-    return (real or steps)[-1]
+def _regions(entries: Sequence[Entry], eff: Sequence[float]) -> list[_Region]:
+    n = len(entries)
+    regions: list[_Region] = []
+    for i, (num, line, mark) in enumerate(entries):
+        kind = mark.kind
+        if not (eff[i] >= 5 or kind in ("exit", "runner", "killed") or (kind == "summary" and eff[i] >= 3)):
+            continue
+        start, end = i, i
+        if kind in ("block", "gofail", "killed") or (kind == "runner" and eff[i] >= 5):
+            if kind == "gofail" and mark.name:  # go -v: the test's output since its === RUN
+                for j in range(i - 1, max(-1, i - 400), -1):
+                    m = entries[j][2]
+                    if m.kind == "gorun" and m.name == mark.name:
+                        start = j
+                        break
+            j = i + 1
+            while j < n and j - i <= 25:
+                m = entries[j][2]
+                if m.kind in ("block", "gofail", "gorun") or (m.kind == "summary" and kind != "gofail"):
+                    break
+                if kind == "gofail" and not entries[j][1][:1].isspace():
+                    break
+                end = j
+                j += 1
+        elif kind == "exit":
+            start = max(0, i - 3)
+        else:
+            start, end = max(0, i - 1), min(n - 1, i + 1)
+            while end + 1 < n and eff[end + 1] >= 4 and end - i < 15:
+                end += 1
+        # in the region, the key lines and the step's end weigh in
+        others = sum(max(0.0, eff[k]) for k in range(start, end + 1) if k != i)
+        recency = 2.0 * (i + 1) / n + (3.0 if n - i <= 10 else 0.0)
+        regions.append(_Region(start, end, i, max(eff[i], 3.0) + min(8.0, 0.2 * others) + recency))
+    regions.sort(key=lambda r: (r.start, r.end))
+    merged: list[_Region] = []
+    for r in regions:
+        if merged and r.start <= merged[-1].end + 1:
+            last = merged[-1]
+            if r.score > last.score:
+                last.anchor, last.score = r.anchor, r.score + 0.5
+            else:
+                last.score += 0.5
+            last.end = max(last.end, r.end)
+        else:
+            merged.append(r)
+    return merged
+
+
+def _region_key(entries: Sequence[Entry], eff: Sequence[float], r: _Region) -> str:
+    best = max(range(r.start, r.end + 1), key=lambda k: (eff[k], -k))
+    return normalise_line(entries[best][1])
 
 
 # --------------------------------------------------------------------------- selection
 
 
-def _clip(line: str) -> str:
-    return line if len(line) <= LINE_MAX else line[: LINE_MAX - 3] + "..."
-
-
 class _Picker:
-    """Chooses lines of ``lines`` under a character budget, keeping original order and
-    marking skipped stretches with one ``[...]`` line each."""
+    """Chooses entries under a character budget, keeping their order and marking each skipped
+    stretch (in the step's own line numbers) with one ``[...]`` line."""
 
-    def __init__(self, lines: Sequence[str], budget: int) -> None:
-        self.lines = [_clip(l) for l in lines]
+    def __init__(self, entries: Sequence[Entry], budget: int, total_lines: Optional[int] = None) -> None:
+        self.lines = [e[1] for e in entries]
+        self.nums = [e[0] for e in entries]
+        self.first = self.nums[0] if self.nums else 0
+        self.last = (total_lines - 1) if total_lines else (self.nums[-1] if self.nums else -1)
         self.budget = budget
-        self.chosen: list[int] = []  # sorted
-        self.cost = self._gap_cost(-1, len(self.lines))
+        self.chosen: list[int] = []  # positions, sorted
+        self.cost = self._gap(None, None)
 
-    def _gap_cost(self, prev: int, nxt: int) -> int:
-        return len(GAP) + 1 if nxt - prev > 1 else 0
+    def _gap(self, a: Optional[int], b: Optional[int]) -> int:
+        lo = self.nums[a] if a is not None else self.first - 1
+        hi = self.nums[b] if b is not None else self.last + 1
+        return len(GAP) + 1 if hi - lo > 1 else 0
 
     def add(self, i: int) -> bool:
         pos = bisect.bisect_left(self.chosen, i)
         if pos < len(self.chosen) and self.chosen[pos] == i:
             return True
-        prev = self.chosen[pos - 1] if pos > 0 else -1
-        nxt = self.chosen[pos] if pos < len(self.chosen) else len(self.lines)
-        delta = (
-            len(self.lines[i]) + 1
-            + self._gap_cost(prev, i) + self._gap_cost(i, nxt) - self._gap_cost(prev, nxt)
-        )
+        prev = self.chosen[pos - 1] if pos > 0 else None
+        nxt = self.chosen[pos] if pos < len(self.chosen) else None
+        delta = len(self.lines[i]) + 1 + self._gap(prev, i) + self._gap(i, nxt) - self._gap(prev, nxt)
         if self.cost + delta > self.budget:
             return False
         self.chosen.insert(pos, i)
@@ -202,92 +305,156 @@ class _Picker:
 
     def render(self) -> list[str]:
         out: list[str] = []
-        prev = -1
-        for i in self.chosen + [len(self.lines)]:
-            if i - prev > 1:
+        prev: Optional[int] = None
+        for i in self.chosen:
+            if self._gap(prev, i):
                 out.append(GAP)
-            if i < len(self.lines):
-                out.append(self.lines[i])
+            out.append(self.lines[i])
             prev = i
-        return out
+        if self._gap(prev, None):
+            out.append(GAP)
+        tidy: list[str] = []  # a blank line between two gaps says nothing
+        for k, line in enumerate(out):
+            if not line.strip() and (not tidy or tidy[-1] == GAP) and (k + 1 == len(out) or out[k + 1] == GAP):
+                continue
+            if line == GAP and tidy and tidy[-1] == GAP:
+                continue
+            tidy.append(line)
+        return tidy
 
 
-def select_lines(lines: Sequence[str], budget: int) -> list[str]:
-    """All of ``lines`` if they fit in ``budget`` characters; else the ``##[error]`` lines,
-    error-looking lines (first ones first, up to half the budget), the last lines, the lines
-    around the errors (growing outwards), the other error lines, then more of the tail."""
-    lines = list(lines)
-    while lines and not lines[0].strip():
-        lines.pop(0)
-    if budget <= 0 or not lines:
+def _select(
+    entries: Sequence[Entry], budget: int, *, fill: bool = True,
+    total_lines: Optional[int] = None, deadline: Optional[float] = None,
+) -> list[str]:
+    """The lines of a step to show within ``budget`` characters: all when they fit; else the
+    best distinct regions' key lines, then their context, then the tail and around them."""
+    complete = total_lines is None or len(entries) == total_lines
+    while entries and not entries[0][1].strip():
+        entries = entries[1:]
+    if budget <= 0 or not entries:
         return []
-    clipped = [_clip(l) for l in lines]
-    if sum(len(l) + 1 for l in clipped) <= budget:
-        return clipped
-    p = _Picker(lines, budget)
-    n = len(lines)
-    errors = [i for i, l in enumerate(lines) if is_error_line(l)]
-    specific = [i for i in errors if lines[i].startswith("##[error]") and not _GENERIC_ERROR.match(lines[i])]
-    for i in specific[:5]:
-        p.add(i)
-    soft = int(budget * 0.5)
-    for i in errors:
-        if p.cost >= soft:
+    if complete and sum(len(e[1]) + 1 for e in entries) <= budget:
+        return [e[1] for e in entries]
+    n = len(entries)
+    p = _Picker(entries, budget, total_lines)
+    out_of_time = deadline is not None and time.thread_time() > deadline
+    eff = _effective_scores(entries) if not out_of_time else [0.0] * n
+    regions = sorted(_regions(entries, eff), key=lambda r: -r.score) if not out_of_time else []
+    seen: set[str] = set()
+    distinct: list[_Region] = []
+    for r in regions:
+        key = _region_key(entries, eff, r)
+        if key in seen and r.anchor < n - 5:
+            continue
+        seen.add(key)
+        distinct.append(r)
+    cap = int(budget * REGION_SHARE)
+    # 1. each region's key lines, best region first
+    for r in distinct:
+        if p.cost >= budget * 0.85 or (deadline is not None and time.thread_time() > deadline):
             break
-        if not _GENERIC_ERROR.match(lines[i]):
-            p.add(i)
+        start_cost = p.cost
+        p.add(r.anchor)
+        for k in sorted(range(r.start, r.end + 1), key=lambda k: (-eff[k], abs(k - r.anchor))):
+            if eff[k] < 4 or p.cost - start_cost > cap:
+                break
+            p.add(k)
+    # 2. the regions' other lines (context, block bodies), a few frames last
+    for r in distinct:
+        body = [k for k in range(r.start, r.end + 1) if eff[k] >= 0]
+        body += [k for k in range(r.start, r.end + 1) if entries[k][2].kind == "frame"][:FRAMES_PER_REGION]
+        for k in body:
+            if not p.add(k) and p.cost > budget - 40:
+                break
+    if not fill:
+        return p.render()
+    # 3. the step's last lines, then context growing around the regions, then more tail
     tail_start = max(0, n - TAIL_LINES)
-    for i in range(n - 1, tail_start - 1, -1):
-        if not p.add(i):
+    for i in range(n - 1, tail_start - 1, -1):  # (repeated lines too: where it hung)
+        if eff[i] > -1 and not p.add(i):
             break
-    anchors = [i for i in errors if i in set(p.chosen) and i < tail_start]
-    for radius in range(1, CONTEXT_RADIUS + 1):  # grow context around the errors shown
+    anchors = [r.anchor for r in distinct]
+    for radius in range(1, CONTEXT_RADIUS + 1):
         for i in anchors:
             for j in (i - radius, i + radius):
-                if 0 <= j < n:
+                if 0 <= j < n and eff[j] >= 0 and entries[j][1].strip():
                     p.add(j)
-    for i in errors:
-        p.add(i)
-    for i in range(tail_start - 1, -1, -1):  # more tail while there is room
-        if not p.add(i) and p.cost > budget - 20:
+    for i in range(tail_start - 1, -1, -1):  # noise (frames, retries, passing tests) never
+        if eff[i] >= 0 and entries[i][1].strip() and not p.add(i) and p.cost > budget - 20:
             break
     return p.render()
 
 
-# --------------------------------------------------------------------------- excerpt
+def select_lines(lines: Sequence[str], budget: int) -> list[str]:
+    """:func:`_select` over plain lines (each cut at :data:`LINE_MAX`)."""
+    entries = [(i, _clip(l[:LINE_CUT]), classify(l)) for i, l in enumerate(lines)]
+    return _select(entries, budget)
 
 
-@dataclass(frozen=True)
-class JobLog:
-    """A failed job: its name, raw log (None if unavailable) and failed step's name."""
+# --------------------------------------------------------------------------- jobs
 
+
+@dataclass
+class _JobPlan:
+    job: JobLog
     name: str
-    log: Optional[str]
-    step: Optional[str] = None
-    conclusion: str = "failure"
+    header: list[str]
+    entries: list[Entry]
+    total_lines: Optional[int]
+    key: str  # the normalised failure, to merge identical jobs
+    others: list[str]
+
+    def render(self, budget: int, fill: bool, deadline: Optional[float]) -> str:
+        head = list(self.header)
+        if self.others:
+            more = f"same failure in {len(self.others)} other job{'s' if len(self.others) > 1 else ''}: "
+            head.append(_clip(more + ", ".join(self.others)))
+        used = sum(len(h) + 1 for h in head)
+        body = _select(self.entries, budget - used, fill=fill, total_lines=self.total_lines, deadline=deadline)
+        return "\n".join(head + body)[:budget].rstrip()
+
+
+def _plan(job: JobLog, secrets: Sequence[str], deadline: Optional[float]) -> _JobPlan:
+    name = redact_all(clean_line(job.name), secrets)[:LINE_MAX]
+    verdict = "failed" if job.conclusion == "failure" else job.conclusion
+    header = [f"== job {name} ({verdict}) =="]
+    api = failed_api_step(job.steps)
+    api_name = api.name if api else job.step
+    if job.log is None:
+        if api_name:
+            header.append(f"step: {redact_all(_clip(clean_line(api_name)), secrets)}")
+        return _JobPlan(job, name, header + ["(log not available)"], [], None, f"nolog:{name}", [])
+    digest = job.log if isinstance(job.log, LogDigest) else digest_text(
+        job.log, target_ordinal(job.steps), deadline)
+    assert digest is not None
+    step = failing_step(digest, job.steps, job.step)
+    entries: list[Entry] = []
+    total: Optional[int] = None
+    if step is not None:
+        label = step.name
+        if api_name and api_name not in (step.name, step.name[4:]) and step.ordinal != 0:
+            label = f"{api_name} ({step.name})"
+        header.append(f"step: {_clip(redact_all(clean_line(label), secrets))}")
+        entries = [(n, _clip(redact_all(line, secrets)), mark) for n, line, mark in step.entries()]
+        total = step.n_lines
+    eff = _effective_scores(entries)
+    regions = sorted(_regions(entries, eff), key=lambda r: -r.score)
+    keys = [_region_key(entries, eff, r) for r in regions if is_specific(entries[r.anchor][2])][:3]
+    if not keys:
+        keys = [normalise_line(e[1]) for e in entries[-3:]]
+    key = "\n".join([step.name if step else "", *sorted(keys)])  # same step, same failure lines
+    return _JobPlan(job, name, header, entries, total, key, [])
 
 
 def job_excerpt(job: JobLog, budget: int, secrets: Iterable[str] = ()) -> str:
-    name = redact_all(job.name, secrets)
-    header = [f"== job {name} ({'failed' if job.conclusion == 'failure' else job.conclusion}) =="]
-    if job.log is None:
-        step = f"step: {redact_all(job.step, secrets)}" if job.step else None
-        body = header + ([step] if step else []) + ["(log not available)"]
-        return "\n".join(body)[:budget]
-    lines = clean_log(job.log, secrets)
-    section = failing_step(lines, job.step)
-    if section is not None:
-        header.append(f"step: {_clip(section.name)}")
-        body = section.output
-    else:
-        body = lines
-    used = sum(len(h) + 1 for h in header)
-    chosen = select_lines(body, budget - used)
-    return "\n".join(header + chosen)[:budget].rstrip()
+    deadline = time.thread_time() + EXCERPT_SECONDS
+    plan = _plan(job, [s for s in secrets if s], deadline)
+    return plan.render(budget, True, time.thread_time() + SELECT_SECONDS)
 
 
 def _passed_line(passed: Sequence[str], budget: int, secrets: Iterable[str]) -> str:
-    names = list(dict.fromkeys(redact_all(p, secrets) for p in passed if p))
+    names = list(dict.fromkeys(redact_all(clean_line(p), secrets) for p in passed if p))
     if not names:
         return ""
     line = "Passed: " + ", ".join(names)
@@ -298,6 +465,17 @@ def _passed_line(passed: Sequence[str], budget: int, secrets: Iterable[str]) -> 
     return line if len(line) <= budget else ""
 
 
+def _share(needs: Sequence[int], total: int) -> list[int]:
+    """Split ``total`` so that small needs are met in full and big ones share the rest."""
+    alloc = [0] * len(needs)
+    left, order = total, sorted(range(len(needs)), key=lambda i: needs[i])
+    for k, i in enumerate(order):
+        fair = left // (len(order) - k)
+        alloc[i] = min(needs[i], fair)
+        left -= alloc[i]
+    return alloc
+
+
 def build_excerpt(
     failed: Sequence[Union[JobLog, tuple[str, Optional[str]]]],
     passed: Sequence[str] = (),
@@ -305,31 +483,50 @@ def build_excerpt(
     limit: int = EXCERPT_LIMIT,
     secrets: Iterable[str] = (),
     notes: Sequence[str] = (),
+    seconds: float = EXCERPT_SECONDS,
 ) -> str:
     """The excerpt for a red CI: failed jobs' failing steps, then ``Passed: ...``.
 
     ``notes`` are short lines put first (e.g. "workflow CI: startup_failure").
     """
+    deadline = time.thread_time() + seconds
     secrets = [s for s in secrets if s]
     jobs = [j if isinstance(j, JobLog) else JobLog(j[0], j[1]) for j in failed]
     passed_line = _passed_line(passed, min(limit // 4, 600), secrets)
-    head = [redact_all(n, secrets)[:LINE_MAX] for n in notes if n]
-    shown, extra = jobs[:MAX_JOB_SECTIONS], jobs[MAX_JOB_SECTIONS:]
+    head = [_clip(redact_all(clean_line(n), secrets)) for n in notes if n]
+    plans: list[_JobPlan] = []
+    by_key: dict[str, _JobPlan] = {}
+    for job in jobs:
+        plan = _plan(job, secrets, deadline)
+        same = by_key.get(plan.key) if plan.entries else None
+        if same is not None:
+            same.others.append(plan.name)
+        else:
+            by_key[plan.key] = plan
+            plans.append(plan)
+    # Reading may have used its time on a huge log; choosing lines gets its own (small) share.
+    deadline = time.thread_time() + SELECT_SECONDS
+    shown, extra = plans[:MAX_JOB_SECTIONS], plans[MAX_JOB_SECTIONS:]
     extra_line = ""
     if extra:
-        extra_line = "Also failed: " + ", ".join(redact_all(j.name, secrets) for j in extra)
-        extra_line = extra_line[:300]
+        names = [x for p in extra for x in [p.name, *p.others]]
+        extra_line = _clip("Also failed: " + ", ".join(names))
     fixed = "\n\n".join(x for x in ("\n".join(head), extra_line, passed_line) if x)
-    remaining = limit - len(fixed) - (2 if fixed else 0)
+    remaining = limit - len(fixed) - (2 if fixed else 0) - 2 * max(0, len(shown) - 1)
     sections: list[str] = []
-    for k, job in enumerate(shown):
-        sep = 2 if sections else 0
-        budget = (remaining - sep) // (len(shown) - k) if remaining > sep else 0
-        if budget < 40:
-            break
-        text = job_excerpt(job, budget, secrets)
-        sections.append(text)
-        remaining -= len(text) + sep
+    if shown and remaining >= 40:
+        if len(shown) == 1:
+            sections = [shown[0].render(remaining, True, deadline)]
+        else:  # what each distinct failure needs, then fill what is left
+            needs = [len(p.render(remaining, False, deadline)) for p in shown]
+            alloc = _share(needs, remaining)
+            spare = remaining - sum(alloc)
+            for k, p in enumerate(shown):
+                extra_room = spare // (len(shown) - k)
+                text = p.render(alloc[k] + extra_room, True, deadline) if alloc[k] + extra_room >= 40 else ""
+                spare -= max(0, len(text) - alloc[k])
+                if text:
+                    sections.append(text)
     parts = ["\n".join(head)] if head else []
     parts += sections
     parts += [x for x in (extra_line, passed_line) if x]
@@ -351,11 +548,11 @@ _SIG_RULES: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"pytest-of-[^/\s]+/pytest-\d+/[^\s:'\"]*"), "<tmp>"),
     (re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.I), "<uuid>"),
     (re.compile(r"\b0x[0-9a-fA-F]+\b"), "<hex>"),
-    (re.compile(r"\b(?=[0-9a-f]*\d)(?=[0-9a-f]*[a-f])[0-9a-f]{7,64}\b"), "<hex>"),
+    (re.compile(r"\b(?=[0-9a-f]{0,64}\d)(?=[0-9a-f]{0,64}[a-f])[0-9a-f]{7,64}\b"), "<hex>"),
     # line numbers of paths: file.py:12:3 / line 12 / (file.go:12)
     (re.compile(r"(\.[A-Za-z]\w{0,5}):\d+(?::\d+)?"), r"\1:<n>"),
     (re.compile(r"\bline \d+\b"), "line <n>"),
-    (re.compile(r"\d+(?:\.\d+)?\s*(?:ms|s|sec|seconds|m|min)\b"), "<dur>"),
+    (re.compile(r"\d+(?:\.\d+)?\s?(?:ms|s|sec|seconds|m|min)\b"), "<dur>"),
     (re.compile(r"\d+"), "<n>"),
     (re.compile(r"\s+"), " "),
 ]
@@ -363,7 +560,8 @@ SIGNATURE_MAX_LINES = 20
 
 
 def normalise_line(line: str) -> str:
-    line = _ANSI.sub("", _TIMESTAMP.sub("", line))
+    line = line[:LINE_MAX * 2]
+    line = _ANSI.sub("", line)
     for pattern, repl in _SIG_RULES:
         line = pattern.sub(repl, line)
     return line.strip()
@@ -391,7 +589,7 @@ def signature(excerpt_or_lines: Union[str, Sequence[str]]) -> str:
             keep.append(s)
             continue
         content.append(s)
-        if _GENERIC_ERROR.match(s) or not is_error_line(s):
+        if not is_error_line(s):
             continue
         keep.append(s)
         has_error = True
@@ -407,3 +605,10 @@ def signature(excerpt_or_lines: Union[str, Sequence[str]]) -> str:
         if len(out) >= SIGNATURE_MAX_LINES:
             break
     return "\n".join(out)
+
+
+__all__ = [
+    "EXCERPT_LIMIT", "JobLog", "StepRef", "build_excerpt", "clean_log", "failing_step",
+    "is_error_line", "job_excerpt", "normalise_line", "select_lines", "signature",
+    "steps_from_api", "target_ordinal", "Mark",
+]

@@ -38,6 +38,17 @@ class MergeResult:
 
 
 @dataclass(frozen=True)
+class OpenedPull:
+    """A pull request of the task branch as GitHub describes it."""
+
+    url: str
+    number: int
+    adopted: bool = False
+    draft: bool = False
+    head_sha: Optional[str] = None
+
+
+@dataclass(frozen=True)
 class AttemptRow:
     """One line of the PR body's attempts table."""
 
@@ -59,12 +70,7 @@ def render_pr_body(
     rows = [a if isinstance(a, AttemptRow) else AttemptRow(*a) for a in attempts]
     quoted = "\n".join("> " + line if line else ">" for line in prompt.strip().splitlines())
     parts = ["Opened by ampx" + (f" for task `{task_id}`" if task_id else "") + ".", "", "**Task**", "", quoted]
-    if rows:
-        parts += ["", "**Attempts**", "", "| # | Commit | CI |", "|---|--------|----|"]
-        for r in rows:
-            commit = f"`{r.commit[:12]}`" if r.commit else "—"
-            ci = f"[{r.ci or 'run'}]({r.ci_url})" if r.ci_url else (r.ci or "—")
-            parts.append(f"| {r.number} | {commit} | {ci} |")
+    parts += attempts_table(rows)
     links = []
     if ci_run_url:
         links.append(f"CI run: {ci_run_url}")
@@ -74,6 +80,30 @@ def render_pr_body(
         parts += [""] + [f"- {l}" for l in links]
     body = "\n".join(parts)
     body = redact(body) or ""
+    return body if len(body) <= PR_BODY_MAX else body[: PR_BODY_MAX - 20] + "\n\n(truncated)"
+
+
+def attempts_table(rows: Sequence[AttemptRow]) -> list[str]:
+    """The markdown lines of the attempts table (none without attempts)."""
+    if not rows:
+        return []
+    lines = ["", "**Attempts**", "", "| # | Commit | CI |", "|---|--------|----|"]
+    for r in rows:
+        commit = f"`{r.commit[:12]}`" if r.commit else "—"
+        ci = f"[{r.ci or 'run'}]({r.ci_url})" if r.ci_url else (r.ci or "—")
+        lines.append(f"| {r.number} | {commit} | {ci} |")
+    return lines
+
+
+def render_review_comment(summary: str, attempts: Sequence[AttemptRow],
+                          thread_id: Optional[str] = None) -> str:
+    """The comment left on a draft PR when the task stops at needs_review."""
+    parts = ["ampx stopped and leaves this draft for review: " + (summary or "needs review") + "."]
+    parts += attempts_table(list(attempts))
+    if thread_id:
+        parts += ["", f"Amp thread: {THREAD_URL.format(id=thread_id)}"]
+    parts += ["", "`ampx continue <task> -m \"…\"` resumes it on this pull request."]
+    body = redact("\n".join(parts)) or ""
     return body if len(body) <= PR_BODY_MAX else body[: PR_BODY_MAX - 20] + "\n\n(truncated)"
 
 
@@ -119,7 +149,7 @@ class Pulls:
             if base_branch:
                 kwargs["base"] = base_branch
             for pr in self._repo(gh, repo).get_pulls(**kwargs):
-                if pr.head.ref == head_branch:
+                if _heads_our_branch(pr, repo, head_branch):
                     return pr
             return None
 
@@ -135,10 +165,24 @@ class Pulls:
     ) -> tuple[str, int, bool]:
         """(url, number, adopted): the open PR for ``head_branch`` if there is one, else a new
         one into ``base_branch`` (None: the repository's default branch)."""
+        pr = self.open_or_adopt(repo, head_branch, base_branch, title, body)
+        return pr.url, pr.number, pr.adopted
+
+    def open_or_adopt(
+        self,
+        repo: RepoRef,
+        head_branch: str,
+        base_branch: Optional[str],
+        title: str,
+        body: str,
+        draft: bool = False,
+    ) -> OpenedPull:
+        """The open PR for ``head_branch`` if there is one (draft or not), else a new one into
+        ``base_branch`` (None: the repository's default branch), a draft when ``draft``."""
         existing = self.find_open_pr(repo, head_branch)
         if existing is not None:
             log.info("adopting PR #%s for %s:%s", existing.number, repo.full_name, head_branch)
-            return existing.html_url, existing.number, True
+            return _opened(existing, adopted=True)
         base = base_branch or self.default_branch(repo)
         from github import GithubException
 
@@ -146,6 +190,7 @@ class Pulls:
             try:
                 return self._repo(gh, repo).create_pull(
                     base=base, head=head_branch, title=title[:256], body=redact(body) or "",
+                    draft=draft,
                 )
             except GithubException as exc:
                 if exc.status == 422 and "already exists" in pygithub_message(exc).lower():
@@ -160,9 +205,40 @@ class Pulls:
                     f"GitHub says a pull request for {head_branch} already exists in "
                     f"{repo.full_name}, but none is open"
                 )
-            return existing.html_url, existing.number, True
-        log.info("opened PR #%s for %s:%s", pr.number, repo.full_name, head_branch)
-        return pr.html_url, pr.number, False
+            return _opened(existing, adopted=True)
+        log.info("opened %sPR #%s for %s:%s", "draft " if draft else "", pr.number,
+                 repo.full_name, head_branch)
+        return _opened(pr, adopted=False)
+
+    def pull_for_branch(self, repo: RepoRef, head_branch: str) -> Optional[OpenedPull]:
+        """The open pull request whose head is ``head_branch`` of the repository, as GitHub
+        has it now (the merge check trusts this, not the task's status)."""
+        pr = self.find_open_pr(repo, head_branch)
+        return _opened(pr, adopted=True) if pr is not None else None
+
+    def mark_ready(self, repo: RepoRef, number: int, body: Optional[str] = None) -> bool:
+        """Update a draft's body (every attempt, as in push mode) and mark it ready for review
+        (GraphQL ``markPullRequestReadyForReview``, as PyGithub does it). False when it already
+        was ready."""
+
+        def ready(gh: Any) -> bool:
+            pr = self._repo(gh, repo).get_pull(number)
+            if body is not None:
+                pr.edit(body=redact(body) or "")
+            if not pr.draft:
+                return False
+            pr.mark_ready_for_review()
+            return True
+
+        done = self.factory.call(repo, f"POST graphql markPullRequestReadyForReview #{number}", ready)
+        log.info("PR #%s of %s %s", number, repo.full_name,
+                 "marked ready for review" if done else "was already ready for review")
+        return done
+
+    def comment(self, repo: RepoRef, number: int, body: str) -> None:
+        """Add a comment to pull request ``number`` (its issue's comments, as GitHub keeps them)."""
+        path = f"/repos/{quote(repo.owner)}/{quote(repo.name)}/issues/{number}/comments"
+        self.rest.request("POST", repo, path, json={"body": redact(body) or ""}, ok=(201,))
 
     def merge_pr(
         self,
@@ -229,6 +305,19 @@ class Pulls:
             log.warning("could not delete branch %s of %s: %s", branch, repo.full_name, exc)
             return False
         return resp.status == 204
+
+
+def _opened(pr: Any, adopted: bool) -> OpenedPull:
+    return OpenedPull(pr.html_url, pr.number, adopted, bool(getattr(pr, "draft", False)),
+                      getattr(getattr(pr, "head", None), "sha", None))
+
+
+def _heads_our_branch(pr: Any, repo: RepoRef, head_branch: str) -> bool:
+    """Adopt only a PR whose head is the task's own branch in this repository (not a fork's
+    branch of the same name, nor one whose fork is gone: its head repo is null)."""
+    head_repo = pr.head.repo
+    same_repo = head_repo is not None and str(head_repo.full_name).lower() == repo.full_name.lower()
+    return pr.head.ref == head_branch and same_repo
 
 
 def _message(data: dict[str, Any]) -> str:

@@ -47,7 +47,8 @@ def parse_repo_spec(spec: str) -> RepoSpec:
     text = (spec or "").strip()
     for form in _FORMS:
         match = form.match(text)
-        if match and match.group("name") not in (".", "..", ""):
+        if match and match.group("name") not in (".", "..", "") \
+                and not match.group("name").startswith("-"):  # never an option to git
             groups = match.groupdict()
             return RepoSpec(owner=groups["owner"], name=groups["name"], host=groups.get("host"))
     raise RepoSpecError(

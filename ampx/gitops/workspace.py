@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 from ampx.gitops.auth import GitAuth
 from ampx.gitops.git import DEFAULT_TIMEOUT_S, GitError, run_git
 from ampx.gitops.message import add_trailers, attempt_message
+from ampx.gitops.ownership import BranchNotOwned, ProtectedBranch, ownership_problem, protected_problem
 from ampx.gitops.tamper import tamper_check
 from ampx.redact import redact
 
@@ -218,19 +219,28 @@ class Workspace:
             raise GitError(["ls-remote"], 1, "the remote has no default branch (empty repository?)")
         return default
 
-    def prepare(self, branch: str, attempt: int, base_branch: str | None = None) -> Checkout:
+    def prepare(self, branch: str, attempt: int, base_branch: str | None = None, *,
+                task_id: str | None = None, pushed_before: bool = False) -> Checkout:
         """Check out ``branch`` for an attempt: attempt 1 from the base branch, later ones from
         the branch's remote head (from the base if it was never pushed). A leftover working
-        tree is reset and cleaned, so a reused workspace starts clean too."""
+        tree is reset and cleaned, so a reused workspace starts clean too.
+
+        Raises :class:`ProtectedBranch` for the remote's default or the base branch, and, when
+        ``task_id`` is given and the task has not pushed before, :class:`BranchNotOwned` if the
+        branch exists with a tip that is not that task's (see :mod:`ampx.gitops.ownership`)."""
         if attempt < 1:
             raise ValueError("attempts are numbered from 1")
         remote = self.remote_heads(branch, *( [base_branch] if base_branch else []))
         base = base_branch or remote.default_branch
+        if why := protected_problem(branch, base, remote.default_branch):
+            raise ProtectedBranch(why)
         if not base:
             raise BaseBranchMissing(["ls-remote"], 1, "cannot tell the remote's default branch; give a base branch")
         if base not in remote.heads:
             raise BaseBranchMissing(["ls-remote"], 1, f"base branch {base!r} does not exist on the remote")
         lease = remote.heads.get(branch)
+        if lease and task_id and not pushed_before:
+            self._check_owner(branch, lease, task_id)
         source = branch if attempt > 1 and lease else base
         tracking = f"refs/remotes/origin/{source}"
         depth = [f"--depth={self.depth}"] if self.depth else []
@@ -246,6 +256,15 @@ class Workspace:
                      f"from {base} and will replace it")
         self.log(f"attempt {attempt}: {branch} starts from {source} at {start[:12]}")
         return self.checkout
+
+    def _check_owner(self, branch: str, tip: str, task_id: str) -> None:
+        """Fetch the existing branch's tip (one commit) and refuse it unless it is this task's."""
+        self._net("fetch", "-q", "--no-tags", "--depth=1", "origin",
+                  f"+refs/heads/{branch}:refs/remotes/origin/{branch}")
+        message = self.git("log", "-1", "--format=%B", tip).stdout
+        if why := ownership_problem(branch, tip, message, task_id):
+            self.log(why)
+            raise BranchNotOwned(why)
 
     def _require_checkout(self) -> Checkout:
         if self.checkout is None:

@@ -21,7 +21,8 @@ from ampx.redact import redact
 BUSY_TIMEOUT_MS = 5000
 
 # Columns never rewritten by redaction (keys and timestamps).
-_NOT_REDACTED = {"id", "task_id", "created_at", "updated_at", "started_at", "finished_at", "deleted_at"}
+_NOT_REDACTED = {"id", "task_id", "namespace", "created_at", "updated_at", "started_at", "finished_at",
+                 "deleted_at", "green_at"}
 
 
 class HistoryError(Exception):
@@ -141,32 +142,42 @@ class HistoryDB:
             self._conn.execute(sql, values)
 
     def upsert_task(self, row: Mapping[str, Any]) -> None:
-        """Insert or update a task; only the given columns change, ``created_at`` keeps its first value."""
+        """Insert or update a task, keyed by (namespace, id); only the given columns change,
+        ``created_at`` keeps its first value."""
         row = dict(row)
         now = _now()
+        row["namespace"] = row.get("namespace") or ""
         row.setdefault("updated_at", now)
         row.setdefault("created_at", row["updated_at"])
-        self._upsert("tasks", TASK_COLUMNS, ("id",), row, keep_first=("created_at",))
+        self._upsert("tasks", TASK_COLUMNS, ("namespace", "id"), row, keep_first=("created_at",))
 
     def upsert_attempt(self, row: Mapping[str, Any]) -> None:
-        """Insert or update one attempt, keyed by (task_id, number)."""
-        self._upsert("attempts", ATTEMPT_COLUMNS, ("task_id", "number"), row)
+        """Insert or update one attempt, keyed by (namespace, task_id, number)."""
+        row = dict(row)
+        row["namespace"] = row.get("namespace") or ""
+        self._upsert("attempts", ATTEMPT_COLUMNS, ("namespace", "task_id", "number"), row)
 
-    def mark_deleted(self, task_id: str, at: _dt.datetime | str | None = None) -> bool:
-        """Soft-delete a task (rows stay for the record); False when it is unknown."""
+    def mark_deleted(self, task_id: str, at: _dt.datetime | str | None = None,
+                     namespace: str | None = None) -> bool:
+        """Soft-delete a task (rows stay for the record); False when it is unknown. Give the
+        namespace: the same name in another namespace is another task."""
         stamp = _value("deleted_at", at) if at is not None else _now()
+        sql, args = "UPDATE tasks SET deleted_at = ?, updated_at = ? WHERE id = ?", [stamp, stamp, task_id]
+        if namespace is not None:
+            sql, args = sql + " AND namespace = ?", args + [namespace]
         with self._lock:
-            cur = self._conn.execute(
-                "UPDATE tasks SET deleted_at = ?, updated_at = ? WHERE id = ?",
-                (stamp, stamp, task_id),
-            )
+            cur = self._conn.execute(sql, args)
         return cur.rowcount > 0
 
     # -- reads -----------------------------------------------------------------------------
 
-    def get_task(self, task_id: str) -> dict[str, Any] | None:
+    def get_task(self, task_id: str, namespace: str | None = None) -> dict[str, Any] | None:
+        """The task `task_id` of `namespace` (None: of the first namespace that has one)."""
+        sql, args = "SELECT * FROM tasks WHERE id = ?", [task_id]
+        if namespace is not None:
+            sql, args = sql + " AND namespace = ?", args + [namespace]
         with self._lock:
-            row = self._conn.execute("SELECT * FROM tasks WHERE id = ?", (task_id,)).fetchone()
+            row = self._conn.execute(sql + " ORDER BY namespace LIMIT 1", args).fetchone()
         return dict(row) if row else None
 
     def list_tasks(self, status: str | None = None, *, include_deleted: bool = False,
@@ -184,14 +195,19 @@ class HistoryDB:
         sql = "SELECT * FROM tasks"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY created_at, id"
+        sql += " ORDER BY created_at, namespace, id"
         with self._lock:
             return [dict(r) for r in self._conn.execute(sql, args).fetchall()]
 
-    def attempts(self, task_id: str) -> list[dict[str, Any]]:
+    def attempts(self, task_id: str, namespace: str | None = None) -> list[dict[str, Any]]:
+        """The attempts of task `task_id` of `namespace` (None: as for :meth:`get_task`)."""
+        if namespace is None:
+            task = self.get_task(task_id)
+            namespace = task["namespace"] if task else ""
         with self._lock:
             rows = self._conn.execute(
-                "SELECT * FROM attempts WHERE task_id = ? ORDER BY number", (task_id,)
+                "SELECT * FROM attempts WHERE task_id = ? AND namespace = ? ORDER BY number",
+                (task_id, namespace),
             ).fetchall()
         return [dict(r) for r in rows]
 
@@ -201,6 +217,6 @@ class HistoryDB:
         with HistoryDB.create(path, overwrite=overwrite) as out:
             for task in tasks:
                 out.upsert_task(task)
-                for attempt in self.attempts(task["id"]):
+                for attempt in self.attempts(task["id"], task["namespace"]):
                     out.upsert_attempt(attempt)
         return len(tasks)

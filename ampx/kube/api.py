@@ -7,12 +7,13 @@ the Helm chart.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, Iterator, Optional
 
 from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 
-from ..core.models import GROUP, PLURAL, VERSION
+from ..core.names import GROUP, PLURAL, VERSION
 from ..settings import env
 from .errors import KubeError
 from .rbac import AGENT_KEY_SECRET, Permission
@@ -128,8 +129,15 @@ class KubeApi:
     def __init__(self, api_client: client.ApiClient) -> None:
         self.api_client = api_client
         self.custom = client.CustomObjectsApi(api_client)
-        self.batch = client.BatchV1Api(api_client)
-        self.core = client.CoreV1Api(api_client)
+
+    # Built on first use: `ampx ls` needs only the custom objects API.
+    @functools.cached_property
+    def batch(self) -> client.BatchV1Api:
+        return client.BatchV1Api(self.api_client)
+
+    @functools.cached_property
+    def core(self) -> client.CoreV1Api:
+        return client.CoreV1Api(self.api_client)
 
     # ---------------------------------------------------------------- AmpTasks
     @needs("operator,cli", GROUP, PLURAL, "get")

@@ -17,12 +17,23 @@ from typing import Any
 import kopf
 
 from ..core.ids import default_branch
-from ..core.models import GROUP, OWNER_LABEL, PLURAL, TASK_LABEL, VERSION, AmpTaskSpec, spec_problem
+from ..core.models import (
+    GROUP,
+    OWNER_LABEL,
+    PLURAL,
+    TASK_LABEL,
+    VERSION,
+    AmpTaskSpec,
+    AmpTaskStatus,
+    spec_problem,
+)
+from ..core.observe import pr_comment_due
 from ..core.decide import invalid_spec_status
 from ..engine import Engine, iso, parse_iso, utcnow
 from ..schedule import CiSchedule
 from ..record import record
 from ..settings import GitHubSettings, env, register_env_secrets
+from ..task_rules import rules_from_env
 from .api import KubeApi, load_config
 from .attempt_secret import PushTokens
 from .jobs import KubeLauncher, KubeStore, WorkerSettings, status_patch, to_task
@@ -38,6 +49,7 @@ class OperatorState:
     namespaces: dict[str, str]
     schedule: CiSchedule
     history: Any = None
+    branch_prefix: str = "amp/"
     masks: Any = None
 
 
@@ -57,6 +69,7 @@ def _forge():
 
 def build_state() -> OperatorState:
     register_env_secrets()  # the App key (and a fallback token) never reach a status or log
+    rules = rules_from_env()  # a setting it cannot read stops the operator, with the reason
     api = KubeApi(load_config())
     namespaces: dict[str, str] = {}
     history = None
@@ -75,9 +88,10 @@ def build_state() -> OperatorState:
     tokens = PushTokens.from_settings(GitHubSettings.from_env())
     engine = Engine(store=KubeStore(api, namespaces),
                     launcher=KubeLauncher(api, workers, tokens),
-                    forge=_forge(), on_change=on_change)
+                    forge=_forge(), on_change=on_change, rules=lambda: rules)
     masks = AgentKeyMask(api, workers.amp_secret, workers.amp_secret_key)
-    return OperatorState(api, engine, namespaces, CiSchedule(), history, masks)
+    return OperatorState(api, engine, namespaces, CiSchedule(), history, rules.branch_prefix,
+                         masks)
 
 
 @kopf.on.startup()
@@ -103,7 +117,7 @@ def _defaults(op: OperatorState, body: Any, name: str, namespace: str) -> None:
             title = AmpTaskSpec.model_validate(spec).display_title()
         except ValueError:
             title = "task"
-        patch.setdefault("spec", {})["branch"] = default_branch(title, name)
+        patch.setdefault("spec", {})["branch"] = default_branch(title, name, op.branch_prefix)
     if OWNER_LABEL not in labels:
         patch.setdefault("metadata", {})["labels"] = {OWNER_LABEL: "unknown"}
     if patch:
@@ -129,7 +143,7 @@ def task_event(type: str, body: Any, name: str, namespace: str, **_: Any) -> Non
     if type == "DELETED":
         op.namespaces.pop(name, None)
         if op.history is not None:
-            op.history.mark_deleted(name)
+            op.history.mark_deleted(name, namespace=namespace)
         return
     op.namespaces[name] = namespace
     op.masks.ensure(namespace)  # before any CI output of this namespace is copied
@@ -165,7 +179,9 @@ def tick(body: Any, name: str, namespace: str, **_: Any) -> None:
     op.masks.ensure(namespace)
     status = body.get("status") or {}
     phase = status.get("phase")
-    if phase not in (None, "queued", "running", "retrying") and status.get("prState") != "merging":
+    if phase not in (None, "queued", "running", "retrying") and status.get("prState") != "merging" \
+            and not (phase == "needs_review" and status.get("prState") == "draft"
+                     and pr_comment_due(AmpTaskStatus.model_validate(status))):
         return
     now = time.monotonic()
     try:

@@ -18,6 +18,9 @@ def run_operator(namespaces: list[str], all_namespaces: bool, liveness: Optional
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("kubernetes", "urllib3", "github"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    from ..task_rules import rules_from_env
+
+    rules_from_env(warn=False)  # a task rule it cannot read stops the operator here, with the reason
     if not all_namespaces and not namespaces:
         namespaces = [current_namespace()]
     asyncio.run(kopf.operator(

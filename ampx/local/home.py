@@ -23,7 +23,7 @@ class UnsafeHome(CliError):
     """The data directory is not private to this user."""
 
 
-def _check_parents(path: Path, uid: int) -> None:
+def check_parents(path: Path, uid: int) -> None:
     """No parent may be owned by another user (root aside), nor be writable by group or others
     without the sticky bit (as /tmp has): such a parent lets its owner swap the directory."""
     for parent in path.parents:
@@ -52,7 +52,7 @@ def check_home(path: Path) -> None:
     if st.st_mode & 0o022:
         raise UnsafeHome(f"AMPX_HOME {path} is writable by group or others (mode "
                          f"{stat.S_IMODE(st.st_mode):o}); run: chmod 700 {path}")
-    _check_parents(path, uid)
+    check_parents(path, uid)
 
 
 def ensure_home(path: Path) -> Path:
@@ -60,7 +60,7 @@ def ensure_home(path: Path) -> Path:
     left readable (0755 directory, 0644 database and logs)."""
     path = Path(path)
     if not path.exists():
-        _check_parents(path, os.geteuid())
+        check_parents(path, os.geteuid())
         try:
             path.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:

@@ -20,11 +20,12 @@ from pathlib import Path
 from typing import Optional
 
 from ..core.models import ACTIVE_PHASES
+from ..core.observe import pr_comment_due
 from ..engine import Engine, parse_iso, utcnow
 from ..schedule import CiSchedule
 from ..settings import GitHubSettings, register_env_secrets
-from . import paths
 from ..worker.harden import forbid_inspection
+from . import credentials, paths
 from .home import private_file
 from .launcher import LocalLauncher
 from .store import LocalStore
@@ -40,6 +41,11 @@ def pid_path() -> Path:
     return paths.home() / "supervisor.pid"
 
 
+def env_path() -> Path:
+    """The running supervisor's credential fingerprint (see `ampx.local.credentials`)."""
+    return paths.home() / "supervisor.env"
+
+
 def _forge():
     gh = GitHubSettings.from_env()
     if not (gh.app_id and gh.private_key) and not gh.token:
@@ -50,9 +56,18 @@ def _forge():
     return GitHubService.from_settings(gh)
 
 
+def local_rules():
+    """Task rules from the config file, read when a task is admitted (edits apply at once)."""
+    from ..cli.config import task_rules
+
+    return task_rules(GitHubSettings.from_env().git_url)
+
+
 def needs_attention(task) -> bool:
     st, spec = task.status, task.spec
     if st.phase is None or st.phase in ACTIVE_PHASES or st.pr_state == "merging":
+        return True
+    if pr_comment_due(st):  # a draft left for review still needs its summary comment
         return True
     if spec.abort_requested_at and spec.abort_requested_at != st.abort_handled_at:
         return True
@@ -63,12 +78,19 @@ def needs_attention(task) -> bool:
 
 class Supervisor:
     def __init__(self, store: LocalStore, launcher: LocalLauncher, forge=None,
-                 tick_s: float = 0.25) -> None:
+                 tick_s: float = 0.25, rules=None) -> None:
         self.store = store
-        self.engine = Engine(store=store, launcher=launcher, forge=forge)
+        self.engine = Engine(store=store, launcher=launcher, forge=forge, rules=rules)
         self.tick_s = tick_s
         self.schedule = CiSchedule()
         self.stop = threading.Event()
+        self._last_warning: dict[str, str] = {}
+
+    def _warn(self, name: str, message: str) -> None:
+        """One line per task per distinct problem: a problem that lasts is not news 4x a second."""
+        if self._last_warning.get(name) != message:
+            self._last_warning[name] = message
+            log.warning("task %s: %s", name, message)
 
     def step(self) -> None:
         now = time.monotonic()
@@ -85,7 +107,9 @@ class Supervisor:
                 else:
                     self.engine.reconcile(task.name)
             except Exception as exc:  # one task's trouble must not stop the others
-                log.warning("task %s: %s", task.name, exc)
+                self._warn(task.name, str(exc))
+            else:
+                self._last_warning.pop(task.name, None)
 
     def run(self) -> None:
         log.info("supervisor running on %s", self.store.path)
@@ -110,14 +134,16 @@ def run_foreground() -> int:
         return 1
     with private_file(pid_path(), "w") as fh:
         fh.write(str(os.getpid()))
+    credentials.record(env_path(), os.environ)
     store = LocalStore(paths.db_path())
-    sup = Supervisor(store, LocalLauncher(paths.runs_dir()), _forge())
+    sup = Supervisor(store, LocalLauncher(paths.runs_dir()), _forge(), rules=local_rules)
     signal.signal(signal.SIGTERM, lambda *_: sup.stop.set())
     signal.signal(signal.SIGINT, lambda *_: sup.stop.set())
     try:
         sup.run()
     finally:
         pid_path().unlink(missing_ok=True)
+        env_path().unlink(missing_ok=True)
         lock.close()
     return 0
 
@@ -160,6 +186,21 @@ def start_background(wait_s: float = 10.0) -> int:
             break
         time.sleep(0.05)
     raise RuntimeError(f"the supervisor did not start; see {paths.home() / 'supervisor.log'}")
+
+
+def ensure_current(environ=None) -> tuple[int, list[str]]:
+    """A supervisor running with the credentials of `environ` (this process's by default):
+    started if none runs, restarted if it holds other values. Returns (pid, the variables that
+    changed, empty when it kept running or was started fresh)."""
+    environ = os.environ if environ is None else environ
+    pid = running_pid()
+    if pid:
+        differ = credentials.changed(env_path(), environ)
+        if differ == []:
+            return pid, []
+        stop_background()
+        return start_background(), differ or ["(unknown)"]
+    return start_background(), []
 
 
 def stop_background(timeout_s: float = 10.0) -> Optional[int]:

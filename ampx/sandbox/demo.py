@@ -1,6 +1,6 @@
 """`ampx demo`: the whole loop on this machine, with no account, cluster or network.
 
-Five tasks run through the local runtime (a real supervisor process, real worker processes,
+Six tasks run through the local runtime (a real supervisor process, real worker processes,
 real git) against the GitHub stand-in and the scripted agent, while a live table shows them;
 then a summary with attempts and time-to-green. Exit 0 only when every task ended as expected.
 """
@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Optional
 
 from ..cli import output
+from ..cli.visible import visible
 from ..cli.backend import add_follow_up, now_iso, owner_name
-from ..core.ids import default_branch, new_task_id
+from ..core.ids import default_branch, new_task_id, short_ids
 from ..core.models import AmpTask, AmpTaskSpec, Phase
 from .scenarios import Scenario, scenarios
-from .world import DEMO_REPO, applied, start_world
+from .world import DEMO_REPO, PR_ONLY_REPO, applied, start_world
 
 
 @dataclass
@@ -58,7 +59,7 @@ class Run:
 
 
 def _spec(sc: Scenario, task_id: str) -> AmpTaskSpec:
-    spec = AmpTaskSpec(repo=DEMO_REPO, prompt=sc.prompt, title=sc.title,
+    spec = AmpTaskSpec(repo=sc.repo, prompt=sc.prompt, title=sc.title,
                        max_attempts=sc.max_attempts)
     return spec.model_copy(update={"branch": default_branch(sc.title, task_id)})
 
@@ -92,12 +93,13 @@ def drive(backend, runs: list[Run]) -> None:
 
 
 def summary_rows(runs: list[Run]) -> list[list[str]]:
+    short = short_ids(r.task_id for r in runs)
     rows = []
     for r in runs:
         t = r.task
         ttg = f"{r.green_at - r.created:.1f}s" if r.green_at else "-"
         rows.append([
-            r.scenario.key, r.task_id[:10],
+            r.scenario.key, short[r.task_id],
             t.status.phase.value if t and t.status.phase else "-",
             f"{r.scenario.expect_phase}",
             str(t.status.attempts if t else 0), ttg,
@@ -128,8 +130,8 @@ def _run(world, root: Path, keep: bool, timeout_s: float, out) -> int:
     from ..local.backend import LocalBackend
     from ..local.supervisor import stop_background
 
-    print(f"ampx demo: GitHub stand-in at {world.emulator.url}, repository {DEMO_REPO}, "
-          f"data in {world.env['AMPX_HOME']}", file=out)
+    print(f"ampx demo: GitHub stand-in at {world.emulator.url}, repositories {DEMO_REPO} and "
+          f"{PR_ONLY_REPO} (CI on pull requests only), data in {world.env['AMPX_HOME']}", file=out)
     backend = LocalBackend.from_env(ensure_supervisor=True)
     runs: list[Run] = []
     try:
@@ -154,14 +156,16 @@ def _run(world, root: Path, keep: bool, timeout_s: float, out) -> int:
         print("", file=out)
         print(output.plain_table(rows, SUMMARY_HEADERS), file=out)
         ok = all(r.ok() for r in runs)
-        merged = [p for p in world.emulator.pulls(DEMO_REPO) if p.merged_at]
+        pulls = [p for repo in world.repos for p in world.emulator.pulls(repo)]
+        merged = [p for p in pulls if p.merged_at]
         print(f"\n{sum(r.ok() for r in runs)}/{len(runs)} tasks ended as expected; "
-              f"{len(world.emulator.pulls(DEMO_REPO))} pull request(s) opened, {len(merged)} merged.",
+              f"{len(pulls)} pull request(s) opened, {len(merged)} merged.",
               file=out)
         _show_feedback(runs, out)
         if keep:
             print(f"\nKept everything. Try:\n  export AMPX_HOME={world.env['AMPX_HOME']}\n"
-                  f"  ampx ls --all\n  ampx get {runs[1].task_id[:14]}\n  ampx logs {runs[1].task_id[:14]}"
+                  f"  ampx ls --all\n  ampx get {short_ids(r.task_id for r in runs)[runs[1].task_id]}"
+                  f"\n  ampx logs {short_ids(r.task_id for r in runs)[runs[1].task_id]}"
                   f"\n(The GitHub stand-in stopped with the demo; history and logs remain.)",
                   file=out)
         return 0 if ok else 1
@@ -185,7 +189,7 @@ def _show_feedback(runs: list, out) -> None:
         print(f"\nWhat the agent was told after CI went red ({r.scenario.key}, attempt 2, "
               f"thread {t.status.thread_id}):", file=out)
         for ln in lines[:20]:
-            print(f"  | {ln[:110]}", file=out)
+            print(f"  | {visible(ln[:110])}", file=out)
         if len(lines) > 20:
             print(f"  | … ({len(lines) - 20} more lines)", file=out)
 
@@ -205,17 +209,19 @@ class _live:
             self.live.start()
 
     def show(self, tasks) -> None:
+        short = short_ids(t.name for t in tasks)
         if self.live is not None:
-            self.live.update(output.rich_table(tasks, True), refresh=True)
+            self.live.update(output.rich_table(tasks, False, short), refresh=True)
             return
         for t in tasks:
-            line = f"{t.name[:10]}  {t.status.phase.value if t.status.phase else 'queued':13} " \
-                   f"{t.status.summary or ''}"
+            line = f"{short[t.name]}  {t.status.phase.value if t.status.phase else 'queued':13} " \
+                   f"{visible(t.status.summary or '')}"
             if self.last.get(t.name) != line:
                 print(line, file=self.out, flush=True)
                 self.last[t.name] = line
 
     def close(self, tasks) -> None:
         if self.live is not None:
-            self.live.update(output.rich_table(tasks, True), refresh=True)
+            self.live.update(output.rich_table(tasks, False, short_ids(t.name for t in tasks)),
+                             refresh=True)
             self.live.stop()

@@ -1,4 +1,4 @@
-"""The five task stories of `ampx demo` and the end-to-end tests.
+"""The six task stories of `ampx demo` and the end-to-end tests.
 
 Each prompt carries `@fake` directives for the scripted agent (see `ampx.sandbox.fake_amp`): the
 edits it makes, and rules it applies only when a later prompt contains a given text. That is how
@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-from .world import CALC
+from .world import CALC, DEMO_REPO, PR_ONLY_REPO
 
 
 def _esc(text: str) -> str:
@@ -39,6 +39,8 @@ DIVIDE_OK = "def divide(a, b):\n    return a / b"
 POWER_BUG = "def power(a, b):\n    return a * b"
 SUBTRACT_BUG = "def subtract(a, b):\n    return a + b"
 SUBTRACT_OK = "def subtract(a, b):\n    return a - b"
+MODULO_BUG = "def modulo(a, b):\n    return a // b"
+MODULO_OK = "def modulo(a, b):\n    return a % b"
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,7 @@ class Scenario:
     merge: bool = False  # merge the PR once green
     expect_pr: Optional[str] = None  # "open" | "merged" | None (no PR)
     notes: list[str] = field(default_factory=list)
+    repo: str = DEMO_REPO  # PR_ONLY_REPO: CI runs on pull requests only
 
 
 def scenarios() -> list[Scenario]:
@@ -102,5 +105,16 @@ def scenarios() -> list[Scenario]:
             continue_with="subtract must return a - b.\n" + write("calc.py", calc_with(SUBTRACT_OK)),
             merge=True,
             expect_phase="success", expect_attempts=2, expect_pr="merged",
+        ),
+        Scenario(
+            key="pr-only-ci",
+            title="Add modulo",
+            prompt="Add a modulo function to calc.py, with a unit test.\n"
+                   + write("calc.py", calc_with(MODULO_BUG)) + "\n"
+                   + write("test_modulo.py", unit_test_file("modulo", "modulo(7, 3)", "1")) + "\n"
+                   + '@fake when "AssertionError: 2 != 1" '
+                   + write("calc.py", calc_with(MODULO_OK)).removeprefix("@fake "),
+            expect_phase="success", expect_attempts=2, expect_pr="open",
+            repo=PR_ONLY_REPO,
         ),
     ]

@@ -19,6 +19,9 @@ from .fake_amp import install_fake_amp
 from .github_emulator import GitHubEmulator
 
 DEMO_REPO = "demo/calculator"
+#: The same project, but its CI runs on pull requests (and on push to main) only, as most
+#: repositories' CI does: ampx reaches it through a draft pull request.
+PR_ONLY_REPO = "demo/calculator-pr"
 
 CALC = '''\
 """A tiny calculator: the demo project ampx's agent works on."""
@@ -58,11 +61,42 @@ jobs:
 '''
 
 
-def seed_project(dest: Path) -> Path:
+WORKFLOW_PR_ONLY = '''\
+name: tests
+on:
+  push:
+    branches: [main]
+  pull_request:
+jobs:
+  unit:
+    runs-on: ubuntu-latest
+    steps:
+      - uses: actions/checkout@v4
+      - name: Run the unit tests
+        run: python3 -m unittest discover -v -p "test_*.py"
+'''
+
+# Runs once, when a draft becomes ready for review: what a team's "request reviewers" job does.
+WORKFLOW_ON_READY = '''\
+name: ready
+on:
+  pull_request:
+    types: [ready_for_review]
+jobs:
+  announce:
+    runs-on: ubuntu-latest
+    steps:
+      - run: echo "ready for review"
+'''
+
+
+def seed_project(dest: Path, *, pr_only: bool = False) -> Path:
     (dest / ".github" / "workflows").mkdir(parents=True, exist_ok=True)
     (dest / "calc.py").write_text(CALC)
     (dest / "test_calc.py").write_text(TEST_CALC)
-    (dest / ".github" / "workflows" / "tests.yml").write_text(WORKFLOW)
+    (dest / ".github" / "workflows" / "tests.yml").write_text(WORKFLOW_PR_ONLY if pr_only else WORKFLOW)
+    if pr_only:
+        (dest / ".github" / "workflows" / "ready.yml").write_text(WORKFLOW_ON_READY)
     (dest / "README.md").write_text("# calculator\n\nThe ampx demo repository.\n")
     return dest
 
@@ -73,6 +107,7 @@ class World:
     emulator: GitHubEmulator
     token: str
     env: dict = field(default_factory=dict)
+    repos: tuple = (DEMO_REPO, PR_ONLY_REPO)
 
     def stop(self) -> None:
         self.emulator.stop()
@@ -92,6 +127,7 @@ def start_world(root: Path, *, repo: str = DEMO_REPO, ci_concurrency: int = 2,
     token = "ghp_" + secrets.token_hex(18)
     emulator.add_personal_token(token, login="demo")
     emulator.create_repo(repo, seed_project(root / "seed"))
+    emulator.create_repo(PR_ONLY_REPO, seed_project(root / "seed-pr-only", pr_only=True))
     bin_dir = root / "bin"
     install_fake_amp(bin_dir)
     env = {
@@ -109,7 +145,7 @@ def start_world(root: Path, *, repo: str = DEMO_REPO, ci_concurrency: int = 2,
     }
     (root / "workspaces").mkdir(exist_ok=True)
     env.update(extra_env or {})
-    return World(root=root, emulator=emulator, token=token, env=env)
+    return World(root=root, emulator=emulator, token=token, env=env, repos=(repo, PR_ONLY_REPO))
 
 
 @contextmanager

@@ -22,9 +22,11 @@ from ..agent.runner import AgentRun
 from ..core.models import AmpTask, AttemptOutcome, WorkerReport
 from ..core.repo import parse_repo
 from ..gitops.auth import GitAuth
+from ..gitops.commit_triggers import trigger_fields
 from ..gitops.credential_guard import files_with_secrets
 from ..gitops.git import GitError
 from ..gitops.message import attempt_message
+from ..gitops.ownership import BranchRefused
 from ..gitops.repospec import remote_url
 from ..gitops.tamper import tamper_check
 from ..gitops.workspace import BaseBranchMissing, PushRejected, PushTransportError, Workspace
@@ -120,6 +122,8 @@ class Attempt:
             return self._run(task, rec.prompt)
         except (ConfigProblem, AgentConfigError) as exc:
             return self.finish(Exit.CONFIG, AttemptOutcome.CONFIG_ERROR, str(exc))
+        except BranchRefused as exc:  # issue 10: not this task's branch; nothing was pushed
+            return self.finish(Exit.CONFIG, AttemptOutcome.BRANCH_REFUSED, str(exc))
         except GitError as exc:
             return self.finish(Exit.GIT_FAILED, AttemptOutcome.GIT_FAILED, f"git: {exc}")
         except Exception as exc:  # a bug must still end in a report, not a silent Job failure
@@ -138,7 +142,8 @@ class Attempt:
         if profile.name == "amp":
             key = os.environ.get("AMP_API_KEY")
             if not key:
-                raise ConfigProblem("AMP_API_KEY is not set (mount it from a Secret)")
+                raise ConfigProblem("AMP_API_KEY is not set"
+                                    + getattr(self.client, "credential_hint", ""))
             register_secret(key, pinned=True)
         repo = parse_repo(spec.repo)
         gh = GitHubSettings.from_env()
@@ -164,7 +169,11 @@ class Attempt:
             try:
                 ws = Workspace.clone(remote_url(gh.git_url, repo.full_name), root / "repo",
                                      auth=auth, log=self.log)
-                checkout = ws.prepare(spec.branch or "", self.number, spec.base_branch)
+                # issue 10: refuses the default/base branch, and a first push over a tip
+                # that is not this task's (BranchRefused, handled in run())
+                checkout = ws.prepare(spec.branch or "", self.number, spec.base_branch,
+                                      task_id=task.name,
+                                      pushed_before=has_pushed(task.status, self.number))
             except BaseBranchMissing as exc:
                 raise ConfigProblem(exc.stderr) from None
             except GitError as exc:
@@ -229,8 +238,13 @@ class Attempt:
                 return self.finish(Exit.GIT_FAILED, AttemptOutcome.GIT_FAILED,
                                    f"push failed: {exc.reason}", thread_id=thread, **tokens)
             self.log(f"[ampx] pushed {sha[:12]} to {checkout.branch}")
+            # -- issue 11: which workflows of the pushed tree run on push / on a pull request
+            ci = trigger_fields(ws.git, sha, checkout.branch, checkout.base_branch,
+                                checkout.start_sha, checkout.source_branch == checkout.base_branch,
+                                self.log)
+            # --
             return self.finish(Exit.OK, AttemptOutcome.PUSHED, None, thread_id=thread,
-                               commit=sha, base_commit=checkout.start_sha, **tokens)
+                               commit=sha, base_commit=checkout.start_sha, **tokens, **ci)
 
     def _keep_work(self, task, ws, thread, tokens, code, outcome, reason) -> AttemptResult:
         """On SIGTERM or the time limit: commit and push what the agent did, if allowed."""
@@ -258,6 +272,13 @@ class Attempt:
         report = self.send(outcome=outcome, reason=redact(reason) if reason else None,
                            finished_at=now(), exit_code=code, **fields)
         return AttemptResult(code, report)
+
+
+def has_pushed(status, number: int) -> bool:
+    """Whether an earlier attempt of this task pushed the branch (a rejected push did not)."""
+    from .attempt_spec import pushed_before
+
+    return pushed_before(status, number)
 
 
 def identity() -> tuple[str, str]:

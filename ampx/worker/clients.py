@@ -10,6 +10,9 @@ from ..core.models import AmpTask, WorkerReport
 class KubeTaskClient:
     """Through the API server, with the worker's service account (get amptasks, patch status)."""
 
+    # what to tell a user whose credential is missing (the Job gets it from a Secret)
+    credential_hint = " (mount it from a Secret)"
+
     def __init__(self, namespace: str) -> None:
         from ..kube.api import KubeApi, load_config
 
@@ -34,6 +37,9 @@ class KubeTaskClient:
 
 class LocalTaskClient:
     """Through the local runtime's SQLite file."""
+
+    # the supervisor hands attempts the credentials of the shell of the last `ampx start`
+    credential_hint = " (export it in the shell, then `ampx continue` the task)"
 
     def __init__(self, store) -> None:
         self.store = store

@@ -25,16 +25,24 @@ def test_the_agents_daemon_is_killed_before_the_push(hostile):
         f"@fake sh setsid python3 {DAEMON} {hostile.loot} {pidfile} late-workflow "
         f">/dev/null 2>&1 </dev/null &\n@fake sh sleep 0.5")
     r = hostile.run_worker(task.name)
-    assert r.returncode == Exit.OK, r.stdout + r.stderr
     rep = hostile.task(task.name).status.reports["1"]
-    assert rep.outcome == AttemptOutcome.PUSHED
-    assert "killed 1 process(es) the agent left behind" in r.stdout
+    assert "killed 1 process(es) the agent left behind" in r.stdout, r.stdout + r.stderr
     pids = [int(p) for p in pidfile.read_text().split()]
     assert pids and not any(alive(p) for p in pids), "the daemon outlived the attempt"
-    files = hostile.remote("ls-tree", "-r", "--name-only", rep.commit).split()
-    assert "calc.py" in files and ".github/workflows/evil.yml" not in files
+    # the daemon writes the workflow 1 s in: usually after it was killed (the commit holds the
+    # agent's work only), on a loaded machine sometimes before (the guard refuses the attempt);
+    # either way the workflow never reaches the remote
+    if rep.outcome == AttemptOutcome.TAMPERED:
+        assert r.returncode == Exit.TAMPERED and rep.commit is None, r.stdout
+        assert ".github/workflows/evil.yml" in (rep.files or [])
+    else:
+        assert r.returncode == Exit.OK and rep.outcome == AttemptOutcome.PUSHED, r.stdout + r.stderr
+        files = hostile.remote("ls-tree", "-r", "--name-only", rep.commit).split()
+        assert "calc.py" in files and ".github/workflows/evil.yml" not in files
+    # the daemon scans every process of its uid on the machine (other tests' too): only this
+    # attempt's credential counts
     loot = hostile.looted()
-    assert hostile.world.token not in loot and "AMPX_GIT_TOKEN=" not in loot, loot
+    assert hostile.world.token not in loot, loot
     assert hostile.world.token not in r.stdout + r.stderr
 
 

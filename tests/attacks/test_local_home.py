@@ -31,13 +31,14 @@ def base():
     shutil.rmtree(path, ignore_errors=True)
 
 
-def victim_ls(home: Path) -> subprocess.CompletedProcess:
-    """The victim (its own uid, its GitHub token) runs `ampx ls` on the local runtime."""
+def victim_ls(home: Path, *command: str) -> subprocess.CompletedProcess:
+    """The victim (its own uid, its GitHub token) runs `ampx ls -A` (or `command`) on the local
+    runtime."""
     python, pythonpath = python_for_the_user()
     env = {"PATH": f"{Path(python).parent}:/usr/bin:/bin", "PYTHONPATH": pythonpath,
            "AMPX_HOME": str(home), "AMPX_BACKEND": "local", "HOME": str(home.parent),
            "GITHUB_TOKEN": "ghp_victim0000000000000000000000000000", "AMPX_OWNER": "victim"}
-    return subprocess.run([*as_user(OTHER_UID), python, "-m", "ampx", "ls", "-A"],
+    return subprocess.run([*as_user(OTHER_UID), python, "-m", "ampx", *(command or ("ls", "-A"))],
                           capture_output=True, text=True, env=env, timeout=60, cwd="/")
 
 
@@ -67,7 +68,7 @@ def test_a_home_owned_by_another_user_is_refused(base):
     # control: the same planted directory, were it the victim's, is used as is
     own = base / "own"
     plant(own, OTHER_UID)
-    r = victim_ls(own)
+    r = victim_ls(own, "ls", "-A", "-o", "name")
     assert r.returncode == 0 and "01jplanted" in r.stdout, r.stdout + r.stderr
 
 
@@ -95,7 +96,10 @@ def test_a_new_home_is_private_and_an_old_one_is_tightened(base):
     victim.mkdir()
     give(victim, OTHER_UID)
     home = victim / "ampx"
-    r = victim_ls(home)
+    r = victim_ls(home)  # reading creates nothing
+    assert r.returncode == 0 and not home.exists(), r.stderr
+    r = victim_ls(home, "daemon", "start")  # the supervisor creates the data directory
+    victim_ls(home, "daemon", "stop")
     assert r.returncode == 0, r.stderr
     assert stat.S_IMODE(home.stat().st_mode) == 0o700
     assert stat.S_IMODE((home / "ampx.db").stat().st_mode) == 0o600
@@ -105,7 +109,8 @@ def test_a_new_home_is_private_and_an_old_one_is_tightened(base):
     plant(old, OTHER_UID)
     old.chmod(0o755)
     (old / "ampx.db").chmod(0o644)
-    r = victim_ls(old)
+    r = victim_ls(old, "daemon", "start")
+    victim_ls(old, "daemon", "stop")
     assert r.returncode == 0, r.stderr
     assert stat.S_IMODE(old.stat().st_mode) == 0o700
     assert stat.S_IMODE((old / "ampx.db").stat().st_mode) == 0o600

@@ -307,3 +307,106 @@ def test_a_spec_ampx_cannot_run_is_an_error_that_is_finished():
     st = invalid_spec_status("invalid spec.branch: no", NOW)
     assert st.phase == Phase.ERROR and st.stage == Stage.IDLE and st.summary == "invalid spec.branch: no"
     assert {c.type: c.status for c in st.conditions} == {"Finished": "True", "Succeeded": "False"}
+
+
+# ----------------------------------------------------------------- CI trigger modes (issue 11)
+
+CI = ".github/workflows/ci.yml"
+
+
+def pushed(n: int, push=(), pr=(), workflows=(CI,)):
+    return ev.AttemptPushed(n, sha(n), workflows=workflows, push_workflows=push,
+                            pull_request_workflows=pr)
+
+
+def test_ci_trigger_chooses_which_runs_to_wait_on():
+    from ampx.core.actions import OpenPullRequest
+    from ampx.core.models import CiEvent, CiSpec, CiTrigger
+
+    both, pr_only, push_only = dict(push=(CI,), pr=(CI,)), dict(pr=(CI,)), dict(push=(CI,))
+    cases = [  # trigger, what runs, expected event (None: error at once)
+        (CiTrigger.AUTO, both, CiEvent.PUSH), (CiTrigger.AUTO, pr_only, CiEvent.PULL_REQUEST),
+        (CiTrigger.AUTO, push_only, CiEvent.PUSH), (CiTrigger.AUTO, {}, None),
+        (CiTrigger.PUSH, both, CiEvent.PUSH), (CiTrigger.PUSH, pr_only, None),
+        (CiTrigger.PULL_REQUEST, both, CiEvent.PULL_REQUEST), (CiTrigger.PULL_REQUEST, push_only, None),
+    ]
+    for trigger, runs, expected in cases:
+        spec = mk(ci=CiSpec(trigger=trigger))
+        st, _ = run(spec, AmpTaskStatus(), ev.Created())
+        d = decide(spec, st, pushed(1, **runs), NOW)
+        if expected is None:
+            assert d.status.phase == Phase.ERROR, (trigger, runs)
+            assert "ci.yml" in d.status.summary
+            continue
+        assert d.status.ci.event == expected, (trigger, runs)
+        assert (OpenPullRequest(draft=True) in d.actions) == (expected == CiEvent.PULL_REQUEST)
+
+
+def test_a_worker_that_does_not_say_keeps_the_old_push_wait():
+    from ampx.core.models import CiEvent, CiSpec, CiTrigger
+
+    st, _ = run(mk(), AmpTaskStatus(), ev.Created(), ev.AttemptPushed(1, sha(1)))
+    assert st.ci.event == CiEvent.PUSH and st.phase == Phase.RUNNING
+    spec = mk(ci=CiSpec(trigger=CiTrigger.PULL_REQUEST))
+    st, _ = run(spec, AmpTaskStatus(), ev.Created(), ev.AttemptPushed(1, sha(1)))
+    assert st.ci.event == CiEvent.PULL_REQUEST
+
+
+def test_pull_request_story_draft_red_green_ready_then_merge_at_the_green_commit():
+    from ampx.core.actions import MarkPullRequestReady, OpenPullRequest
+
+    spec = mk()
+    st, ds = run(spec, AmpTaskStatus(), ev.Created(), ev.AttemptStarted(1), pushed(1, pr=(CI,)),
+                 ev.PrOpened("http://gh/pr/5", 5, draft=True))
+    assert ds[2].actions[-1] == OpenPullRequest(draft=True)
+    assert st.pr_state == "draft" and st.pr_number == 5 and "draft PR #5 opened" in st.summary
+    assert resume_actions(spec, st) == [], "the draft is known: nothing to redo after a restart"
+    st, _ = run(spec, st, ev.CiRed(sha(1), 11, "http://gh/runs/11", "boom", "sig1"),
+                ev.AttemptStarted(2), pushed(2, pr=(CI,)))
+    assert resume_actions(spec, st) == [OpenPullRequest(draft=True)]
+    st, ds = run(spec, st, ev.PrOpened("http://gh/pr/5", 5, adopted=True, draft=True),
+                 ev.CiGreen(sha(2), 12, "http://gh/runs/12"),
+                 ev.PrOpened("http://gh/pr/5", 5, adopted=True, draft=True))
+    assert ds[-1].actions == (MarkPullRequestReady(5),) and st.pr_state == "readying"
+    assert resume_actions(spec, st) == [MarkPullRequestReady(5)]
+    st, _ = run(spec, st, ev.PrReady(5))
+    assert st.phase == Phase.SUCCESS and st.pr_state == "open"
+    assert st.summary == "CI green after 2 attempt(s); PR #5 ready for review"
+    st, ds = run(spec, st, ev.MergeRequested("m1"))
+    assert ds[-1].actions[0].number == 5 and ds[-1].actions[0].sha == sha(2)
+
+
+def test_pull_request_story_never_green_comments_once_and_continue_reuses_the_draft():
+    from ampx.core.actions import CommentPullRequest, OpenPullRequest
+
+    spec = mk(max_attempts=1)
+    st, ds = run(spec, AmpTaskStatus(), ev.Created(), pushed(1, pr=(CI,)),
+                 ev.PrOpened("http://gh/pr/5", 5, draft=True),
+                 ev.CiRed(sha(1), 11, "http://gh/runs/11", "boom", "sig1"))
+    assert st.phase == Phase.NEEDS_REVIEW and st.pr_state == "draft"
+    assert ds[-1].actions == (CommentPullRequest(5, 1),)
+    assert resume_actions(spec, st) == [CommentPullRequest(5, 1)]
+    st, _ = run(spec, st, ev.PrCommented(1))
+    assert resume_actions(spec, st) == [] and decide(spec, st, ev.PrCommented(1), NOW).accepted is False
+    spec = spec.model_copy(update={"follow_ups": [FollowUp(message="use %")]})
+    st, ds = run(spec, st, ev.Continue(), pushed(2, pr=(CI,)))
+    assert st.pr_number == 5 and st.ci.pr_number is None and OpenPullRequest(draft=True) in ds[-1].actions
+    st, _ = run(spec, st, ev.PrOpened("http://gh/pr/5", 5, adopted=True, draft=True))
+    assert st.ci.pr_number == 5
+
+
+def test_an_abort_leaves_the_draft_a_draft():
+    spec = mk()
+    st, ds = run(spec, AmpTaskStatus(), ev.Created(), pushed(1, pr=(CI,)),
+                 ev.PrOpened("http://gh/pr/5", 5, draft=True), ev.Abort("a1"))
+    assert st.phase == Phase.ABORTED and st.pr_state == "draft" and ds[-1].actions == ()
+    assert resume_actions(spec, st) == [StopAttempt(1)]
+
+
+def test_no_pull_request_run_says_what_to_check():
+    spec = mk(base_branch="develop")
+    st, _ = run(spec, AmpTaskStatus(), ev.Created(), pushed(1, pr=(CI,)),
+                ev.PrOpened("http://gh/pr/5", 5, draft=True), ev.CiMissing(sha(1), 10))
+    assert st.phase == Phase.ERROR
+    assert "no pull_request run appeared for" in st.summary and "PR #5" in st.summary
+    assert "on pull_request to develop?" in st.summary

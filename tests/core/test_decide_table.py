@@ -11,6 +11,7 @@ from ampx.core.models import (
     AmpTaskStatus,
     AttemptOutcome,
     AttemptRecord,
+    CiEvent,
     CiWait,
     FollowUp,
     Phase,
@@ -76,6 +77,23 @@ def state(name: str) -> AmpTaskStatus:
                                  history=history(1), abort_handled_at="t0"),
         "error": AmpTaskStatus(phase=Phase.ERROR, stage=Stage.IDLE, attempts=1,
                                history=history(1, pushed)),
+        # pull-request mode: waiting on a draft PR's runs, before and after the draft is known
+        "running.ci.pr": AmpTaskStatus(phase=Phase.RUNNING, stage=Stage.CI, attempts=1,
+                                       history=history(1, pushed),
+                                       ci=CiWait(sha=SHA, event=CiEvent.PULL_REQUEST)),
+        "running.ci.draft": AmpTaskStatus(
+            phase=Phase.RUNNING, stage=Stage.CI, attempts=1, history=history(1, pushed),
+            ci=CiWait(sha=SHA, event=CiEvent.PULL_REQUEST, pr_number=7),
+            pr_number=7, pr_state="draft", pr_url="http://gh/pr/7"),
+        "running.pr.readying": AmpTaskStatus(
+            phase=Phase.RUNNING, stage=Stage.PR, attempts=1,
+            history=history(1, {**pushed, "ci_conclusion": "success"}),
+            pr_number=7, pr_state="readying", pr_url="http://gh/pr/7"),
+        "needs_review.draft": AmpTaskStatus(phase=Phase.NEEDS_REVIEW, stage=Stage.IDLE,
+                                            attempts=3, history=history(3, pushed),
+                                            thread_id="T-1", pr_number=7, pr_state="draft",
+                                            pr_url="http://gh/pr/7",
+                                            summary="CI still red after 3 attempt(s)"),
     }
     return s[name]
 
@@ -101,33 +119,67 @@ def event(name: str, st: AmpTaskStatus) -> ev.Event:
         "TimeBudget": ev.TimeBudgetSpent(480),
         "RerunStarted": ev.RerunStarted(11),
         "ForgeFailed": ev.ForgeFailed(
-            "ci" if st.stage == Stage.CI else "merge" if st.pr_state == "merging" else "pr",
+            "ci" if st.stage == Stage.CI else "merge" if st.pr_state == "merging"
+            else "ready" if st.pr_state == "readying"
+            else "comment" if st.phase == Phase.NEEDS_REVIEW and st.pr_state == "draft"
+            else "pr",
             "Resource not accessible by integration (403)"),
+        # the worker read the pushed tree: CI runs only on pull requests, or not at all
+        "PushedPr": ev.AttemptPushed(n, sha="c" * 40, workflows=(".github/workflows/ci.yml",),
+                                     pull_request_workflows=(".github/workflows/ci.yml",)),
+        "PushedNone": ev.AttemptPushed(n, sha="c" * 40, workflows=(".github/workflows/ci.yml",)),
+        "PrDraft": ev.PrOpened("http://gh/pr/7", 7, draft=True),
+        "PrReady": ev.PrReady(7),
+        "PrCommented": ev.PrCommented(n),
     }[name]
 
 
 EVENTS = ["Created", "Started", "Pushed", "NoChange", "Failed", "CiPending", "CiGreen", "CiRed",
           "CiMissing", "PrOpened", "Continue", "Abort", "Merge", "MergeDone", "MergeRefused",
-          "ForgeFailed", "TimeBudget", "RerunStarted"]
+          "ForgeFailed", "TimeBudget", "RerunStarted",
+          "PushedPr", "PushedNone", "PrDraft", "PrReady", "PrCommented"]
 
+# (the pull-request columns, PushedPr to PrCommented, are appended to each row after the
+# original eighteen, and the pull-request rows follow the original thirteen)
 # Expected result: "-" = refused (status unchanged but for request marks), otherwise
 # "<phase>/<stage>" followed by the action names, "+" separated.
 R = "-"
 TABLE = {
     #                 Created        Started          Pushed                    NoChange        Failed                           CiPending   CiGreen                       CiRed                          CiMissing   PrOpened      Continue                       Abort                          Merge                            MergeDone      MergeRefused
-    "new":           ["queued/agent+StartAttempt", R, R, R, R, R, R, R, R, R, R, "aborted/idle", R, R, R, R, R, R],
-    "queued":        [R, "running/agent", "running/ci+WatchCi", "needs_review/idle", "retrying/agent+StartAttempt", R, R, R, R, R, R, "aborted/idle+StopAttempt", R, R, R, R, "needs_review/idle+StopAttempt", R],
-    "running.agent": [R, "running/agent", "running/ci+WatchCi", "needs_review/idle", "retrying/agent+StartAttempt", R, R, R, R, R, R, "aborted/idle+StopAttempt", R, R, R, R, "needs_review/idle+StopAttempt", R],
-    "running.ci":    [R, R, R, R, R, "running/ci", "running/pr+OpenPullRequest", "retrying/agent+StartAttempt", "error/idle", R, R, "aborted/idle", R, R, R, "error/idle", "needs_review/idle", R],
-    "running.ci.rerun": [R, R, R, R, R, "running/ci", "running/pr+OpenPullRequest", R, "error/idle", R, R, "aborted/idle", R, R, R, "error/idle", "needs_review/idle", "running/ci"],
-    "running.pr":    [R, R, R, R, R, R, R, R, R, "success/idle", R, "aborted/idle", R, R, R, "error/idle", R, R],
-    "retrying.agent": [R, "retrying/agent", "retrying/ci+WatchCi", "needs_review/idle", "retrying/agent+StartAttempt", R, R, R, R, R, R, "aborted/idle+StopAttempt", R, R, R, R, "needs_review/idle+StopAttempt", R],
-    "retrying.ci":   [R, R, R, R, R, "retrying/ci", "retrying/pr+OpenPullRequest", "retrying/agent+StartAttempt", "error/idle", R, R, "aborted/idle", R, R, R, "error/idle", "needs_review/idle", R],
-    "needs_review":  [R, R, R, R, R, R, R, R, R, R, "queued/agent+StartAttempt", R, R, R, R, R, R, R],
-    "success":       [R, R, R, R, R, R, R, R, R, R, "queued/agent+StartAttempt", R, "success/idle+MergePullRequest", R, R, R, R, R],
-    "success.merging": [R, R, R, R, R, R, R, R, R, R, "queued/agent+StartAttempt", R, R, "success/idle", "success/idle", "success/idle", R, R],
-    "aborted":       [R, R, R, R, R, R, R, R, R, R, "queued/agent+StartAttempt", R, R, R, R, R, R, R],
-    "error":         [R, R, R, R, R, R, R, R, R, R, "queued/agent+StartAttempt", R, R, R, R, R, R, R],
+    "new":           ["queued/agent+StartAttempt", R, R, R, R, R, R, R, R, R, R, "aborted/idle", R, R, R, R, R, R,
+        R, R, R, R, R],
+    "queued":        [R, "running/agent", "running/ci+WatchCi", "needs_review/idle", "retrying/agent+StartAttempt", R, R, R, R, R, R, "aborted/idle+StopAttempt", R, R, R, R, "needs_review/idle+StopAttempt", R,
+        "running/ci+WatchCi+OpenPullRequest", "error/idle", R, R, R],
+    "running.agent": [R, "running/agent", "running/ci+WatchCi", "needs_review/idle", "retrying/agent+StartAttempt", R, R, R, R, R, R, "aborted/idle+StopAttempt", R, R, R, R, "needs_review/idle+StopAttempt", R,
+        "running/ci+WatchCi+OpenPullRequest", "error/idle", R, R, R],
+    "running.ci":    [R, R, R, R, R, "running/ci", "running/pr+OpenPullRequest", "retrying/agent+StartAttempt", "error/idle", R, R, "aborted/idle", R, R, R, "error/idle", "needs_review/idle", R,
+        R, R, R, R, R],
+    "running.ci.rerun": [R, R, R, R, R, "running/ci", "running/pr+OpenPullRequest", R, "error/idle", R, R, "aborted/idle", R, R, R, "error/idle", "needs_review/idle", "running/ci",
+        R, R, R, R, R],
+    "running.pr":    [R, R, R, R, R, R, R, R, R, "success/idle", R, "aborted/idle", R, R, R, "error/idle", R, R,
+        R, R, "running/pr+MarkPullRequestReady", R, R],
+    "retrying.agent": [R, "retrying/agent", "retrying/ci+WatchCi", "needs_review/idle", "retrying/agent+StartAttempt", R, R, R, R, R, R, "aborted/idle+StopAttempt", R, R, R, R, "needs_review/idle+StopAttempt", R,
+        "retrying/ci+WatchCi+OpenPullRequest", "error/idle", R, R, R],
+    "retrying.ci":   [R, R, R, R, R, "retrying/ci", "retrying/pr+OpenPullRequest", "retrying/agent+StartAttempt", "error/idle", R, R, "aborted/idle", R, R, R, "error/idle", "needs_review/idle", R,
+        R, R, R, R, R],
+    "needs_review":  [R, R, R, R, R, R, R, R, R, R, "queued/agent+StartAttempt", R, R, R, R, R, R, R,
+        R, R, R, R, R],
+    "success":       [R, R, R, R, R, R, R, R, R, R, "queued/agent+StartAttempt", R, "success/idle+MergePullRequest", R, R, R, R, R,
+        R, R, R, R, R],
+    "success.merging": [R, R, R, R, R, R, R, R, R, R, "queued/agent+StartAttempt", R, R, "success/idle", "success/idle", "success/idle", R, R,
+        R, R, R, R, R],
+    "aborted":       [R, R, R, R, R, R, R, R, R, R, "queued/agent+StartAttempt", R, R, R, R, R, R, R,
+        R, R, R, R, R],
+    "error":         [R, R, R, R, R, R, R, R, R, R, "queued/agent+StartAttempt", R, R, R, R, R, R, R,
+        R, R, R, R, R],
+    "running.ci.pr": [R, R, R, R, R, "running/ci", "running/pr+OpenPullRequest", "retrying/agent+StartAttempt", "error/idle", "running/ci", R, "aborted/idle", R, R, R, "error/idle", "needs_review/idle", R,
+        R, R, "running/ci", R, R],
+    "running.ci.draft": [R, R, R, R, R, "running/ci", "running/pr+OpenPullRequest", "retrying/agent+StartAttempt", "error/idle", R, R, "aborted/idle", R, R, R, "error/idle", "needs_review/idle+CommentPullRequest", R,
+        R, R, R, R, R],
+    "running.pr.readying": [R, R, R, R, R, R, R, R, R, R, R, "aborted/idle", R, R, R, "error/idle", R, R,
+        R, R, R, "success/idle", R],
+    "needs_review.draft": [R, R, R, R, R, R, R, R, R, R, "queued/agent+StartAttempt", R, R, R, R, "needs_review/idle", R, R,
+        R, R, R, R, "needs_review/idle"],
 }
 
 CASES = [(s, e, TABLE[s][i]) for s in TABLE for i, e in enumerate(EVENTS)]
@@ -135,7 +187,7 @@ CASES = [(s, e, TABLE[s][i]) for s in TABLE for i, e in enumerate(EVENTS)]
 
 def test_table_is_complete():
     assert all(len(row) == len(EVENTS) for row in TABLE.values())
-    assert len(CASES) == 13 * 18
+    assert len(CASES) == 17 * 23
     every = {type(event(e, state("running.ci"))) for e in EVENTS}
     assert every == set(ev.ALL_EVENT_TYPES), "every event type has a column"
 

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 from ampx.core.models import AmpTask, AmpTaskSpec, AmpTaskStatus, Phase, Policy, Stage, WorkerReport
 from ampx.core.observe import AttemptState
 from ampx.engine import Engine, iso
+from ampx.github.pulls import OpenedPull
 
 
 class MemStore:
@@ -53,10 +54,18 @@ class MemLauncher:
 
 @dataclass
 class MemForge:
-    answers: list = field(default_factory=list)
-    prs: list = field(default_factory=list)
+    """GitHub in memory: CI answers in order, pull requests by number (with draft and head)."""
 
-    def poll_ci(self, repo, sha):
+    answers: list = field(default_factory=list)
+    prs: list = field(default_factory=list)  # (url, head, title, body, draft) as opened
+    heads: dict = field(default_factory=dict)  # branch -> sha GitHub has for it
+    events: list = field(default_factory=list)  # the event each CI poll asked for
+    ready: list = field(default_factory=list)
+    comments: list = field(default_factory=list)
+    merged: list = field(default_factory=list)
+
+    def poll_ci(self, repo, sha, branch=None, event="push"):
+        self.events.append(event)
         state, excerpt = self.answers.pop(0)
         return SimpleNamespace(state=state, run_id=1, run_url="http://gh/run/1", excerpt=excerpt,
                                signature=excerpt, rerunnable=True)
@@ -64,13 +73,28 @@ class MemForge:
     def rerun_failed_jobs(self, repo, run_id):
         pass
 
-    def open_or_adopt_pr(self, repo, head, base, title, body):
+    def open_or_adopt(self, repo, head, base, title, body, draft=False):
         if self.prs:
-            return self.prs[0][0], 1, True
-        self.prs.append(("http://gh/pr/1", head, title, body))
-        return "http://gh/pr/1", 1, False
+            return OpenedPull(self.prs[0][0], 1, True, self.prs[0][4] and 1 not in self.ready,
+                              self.heads.get(head))
+        self.prs.append(("http://gh/pr/1", head, title, body, draft))
+        return OpenedPull("http://gh/pr/1", 1, False, draft, self.heads.get(head))
 
-    def merge_pr(self, *a):
+    def pull_for_branch(self, repo, head):
+        if not self.prs or self.prs[0][1] != head or self.merged:
+            return None
+        return OpenedPull(self.prs[0][0], 1, True, self.prs[0][4] and 1 not in self.ready,
+                          self.heads.get(head))
+
+    def mark_ready(self, repo, number, body=None):
+        self.ready.append(number)
+        return True
+
+    def comment_pr(self, repo, number, body):
+        self.comments.append((number, body))
+
+    def merge_pr(self, repo, number, method, sha, delete_branch, branch):
+        self.merged.append((number, sha))
         return SimpleNamespace(merged=True, sha="m" * 40, reason="")
 
 
@@ -120,10 +144,10 @@ def test_a_permanent_github_refusal_ends_in_error_with_the_reason():
 
     eng, store, launcher, forge, clock = setup()
 
-    def refuse(*a):
+    def refuse(*a, **kw):
         raise GitHubPermissionError("GitHub refused: Resource not accessible by integration", status=403)
 
-    forge.open_or_adopt_pr = refuse
+    forge.open_or_adopt = refuse
     eng.reconcile("t1")
     store.report("t1", 1, outcome="pushed", commit="a" * 40)
     eng.reconcile("t1")
@@ -257,15 +281,15 @@ def test_a_pull_request_github_defers_is_retried_when_github_says_not_every_tick
 
     eng, store, launcher, forge, clock = setup()
     calls = []
-    real_open = forge.open_or_adopt_pr
+    real_open = forge.open_or_adopt
 
-    def open_pr(*a):
+    def open_pr(*a, **kw):
         calls.append(clock[0])
         if len(calls) == 1:
             raise RetryLater(30, "secondary rate limit")
-        return real_open(*a)
+        return real_open(*a, **kw)
 
-    forge.open_or_adopt_pr = open_pr
+    forge.open_or_adopt = open_pr
     eng.reconcile("t1")
     store.report("t1", 1, outcome="pushed", commit="a" * 40)
     eng.reconcile("t1")
@@ -280,3 +304,103 @@ def test_a_pull_request_github_defers_is_retried_when_github_says_not_every_tick
     eng.reconcile("t1")
     st = store.tasks["t1"].status
     assert len(calls) == 2 and st.phase == Phase.SUCCESS and st.pr_url == "http://gh/pr/1"
+
+
+# ----------------------------------------------------------------- pull-request mode (issue 11)
+
+PR_ONLY = dict(workflows=[".github/workflows/ci.yml"], push_workflows=[],
+               pull_request_workflows=[".github/workflows/ci.yml"])
+
+
+def test_pull_request_only_ci_opens_a_draft_waits_on_its_runs_and_marks_it_ready():
+    eng, store, launcher, forge, clock = setup()
+    eng.reconcile("t1")
+    store.report("t1", 1, outcome="pushed", commit="a" * 40, **PR_ONLY)
+    eng.reconcile("t1")
+    st = store.tasks["t1"].status
+    assert forge.prs and forge.prs[0][4] is True, "a draft PR is opened right after the push"
+    assert st.pr_state == "draft" and st.ci.pr_number == 1 and st.ci.event.value == "pull_request"
+    forge.answers = [("red", "AssertionError: 3 != 4")]
+    eng.poll_ci("t1")
+    assert forge.events == ["pull_request"], "the PR's runs are polled, not push runs"
+    store.report("t1", 2, outcome="pushed", commit="b" * 40, **PR_ONLY)
+    eng.reconcile("t1")
+    assert len(forge.prs) == 1 and store.tasks["t1"].status.ci.pr_number == 1, "the draft is reused"
+    forge.answers = [("green", "")]
+    eng.poll_ci("t1")
+    st = store.tasks["t1"].status
+    assert forge.ready == [1]
+    assert st.phase == Phase.SUCCESS and st.pr_state == "open"
+    assert "ready for review" in st.summary
+
+
+def test_no_workflow_running_either_way_is_an_error_at_once_naming_the_workflows():
+    eng, store, launcher, forge, clock = setup()
+    eng.reconcile("t1")
+    store.report("t1", 1, outcome="pushed", commit="a" * 40,
+                 workflows=[".github/workflows/ci.yml", ".github/workflows/nightly.yml"],
+                 push_workflows=[], pull_request_workflows=[])
+    eng.reconcile("t1")
+    st = store.tasks["t1"].status
+    assert st.phase == Phase.ERROR and forge.events == [] and not forge.prs
+    assert "ci.yml, nightly.yml" in st.summary and "pull_request" in st.summary
+
+
+def test_never_green_on_a_draft_leaves_one_comment_and_the_draft():
+    eng, store, launcher, forge, clock = setup(max_attempts=1)
+    eng.reconcile("t1")
+    store.report("t1", 1, outcome="pushed", commit="a" * 40, thread_id="T-9", **PR_ONLY)
+    eng.reconcile("t1")
+    forge.answers = [("red", "AssertionError: 3 != 4")]
+    eng.poll_ci("t1")
+    st = store.tasks["t1"].status
+    assert st.phase == Phase.NEEDS_REVIEW and st.pr_state == "draft" and not forge.ready
+    assert len(forge.comments) == 1 and st.pr_commented == 1
+    number, body = forge.comments[0]
+    assert number == 1 and "| 1 | `aaaaaaaaaaaa` | [failure](http://gh/run/1) |" in body
+    assert "CI still red" in body
+    eng.reconcile("t1")
+    eng.reconcile("t1")
+    assert len(forge.comments) == 1, "the comment is made once"
+
+
+def _green_task_with_pr(eng, store, forge):
+    eng.reconcile("t1")
+    store.report("t1", 1, outcome="pushed", commit="a" * 40)
+    eng.reconcile("t1")
+    forge.answers = [("green", "")]
+    eng.poll_ci("t1")
+    assert store.tasks["t1"].status.phase == Phase.SUCCESS
+
+
+def test_merge_goes_to_githubs_pr_for_the_branch_at_the_green_commit():
+    eng, store, launcher, forge, clock = setup()
+    forge.heads["amp/fix-it-01abcd"] = "a" * 40
+    _green_task_with_pr(eng, store, forge)
+    store.tasks["t1"].spec.merge_requested_at = "t1"
+    eng.reconcile("t1")
+    assert forge.merged == [(1, "a" * 40)]
+    assert store.tasks["t1"].status.pr_state == "merged"
+
+
+def test_merge_refuses_a_status_naming_another_pr():
+    eng, store, launcher, forge, clock = setup()
+    forge.heads["amp/fix-it-01abcd"] = "a" * 40
+    _green_task_with_pr(eng, store, forge)
+    store.tasks["t1"].status.pr_number = 2  # forged: someone else's pull request
+    store.tasks["t1"].spec.merge_requested_at = "t1"
+    eng.reconcile("t1")
+    st = store.tasks["t1"].status
+    assert forge.merged == [] and st.pr_state == "open"
+    assert "names PR #2" in st.summary and "is #1" in st.summary
+
+
+def test_merge_refuses_a_branch_whose_head_moved_past_the_green_commit():
+    eng, store, launcher, forge, clock = setup()
+    forge.heads["amp/fix-it-01abcd"] = "a" * 40
+    _green_task_with_pr(eng, store, forge)
+    forge.heads["amp/fix-it-01abcd"] = "f" * 40  # pushed after CI was green
+    store.tasks["t1"].spec.merge_requested_at = "t1"
+    eng.reconcile("t1")
+    st = store.tasks["t1"].status
+    assert forge.merged == [] and "not the task's last green commit aaaaaaaaaaaa" in st.summary

@@ -101,6 +101,17 @@ def test_a_terminal_gets_a_rich_table_and_a_pipe_plain_text(ampx, world):
     os.close(master)
     text = out.decode("utf-8", "replace")
     assert proc.returncode == 0, text
-    assert "\x1b[" in text and tid in text, "styled (rich) on a terminal"
+    assert "\x1b[" in text and tid[:7] in text and tid not in text, "styled, short ids on a terminal"
     piped = ampx("ls").stdout
-    assert "\x1b[" not in piped and piped.startswith("ID ") and tid in piped
+    assert "\x1b[" not in piped and piped.startswith("ID ") and piped.splitlines()[1].split()[0] in tid
+
+
+def test_ci_trigger_flag(ampx):
+    r = ampx("start", "--repo", "demo/calculator-pr", "--task", "Wait\n@fake sleep 30",
+             "--ci-trigger", "pull_request", "-o", "json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["spec"]["ci"] == {"trigger": "pull_request"}
+    r = ampx("start", "--repo", "demo/calculator", "--task", "x", "-o", "json")
+    assert json.loads(r.stdout)["spec"]["ci"] == {"trigger": "auto"}
+    r = ampx("start", "--repo", "demo/calculator", "--task", "x", "--ci-trigger", "sometimes")
+    assert r.returncode != 0 and "Invalid value for '--ci-trigger'" in r.stderr

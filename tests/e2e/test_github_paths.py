@@ -154,3 +154,81 @@ def test_commit_without_any_workflow_run_ends_in_error_after_the_grace_period(wo
     assert st.summary == (f"no GitHub Actions run appeared for {sha[:7]} in 1 min — do your "
                           "workflows run on push to `amp/*` branches?"), st.summary
     assert st.pr_url is None
+
+
+def test_a_forged_pr_number_cannot_merge_another_pull_request(world, backend):
+    """Issue 9, item 5. Whoever can write a task's status (a worker's credential, before the
+    isolation work) points `prNumber` and the last commit at another open pull request; the
+    owner's `ampx merge` then must not merge it. Control: the merge call the engine made before
+    the check, with the same forged values, merges the other pull request."""
+    from ampx.github.service import GitHubService
+
+    victim = create(backend, "Add multiply\n" + GOOD, "Victim")
+    other = create(backend, "Add a note\n" + write("NOTE.md", "attacker's change\n"), "Attacker")
+    v = wait(backend, victim, lambda t: t.status.phase == Phase.SUCCESS)
+    o = wait(backend, other, lambda t: t.status.phase == Phase.SUCCESS)
+    forged = v.status.model_copy(deep=True)
+    forged.pr_number = o.status.pr_number
+    forged.history[-1].commit = o.status.history[-1].commit
+    backend.store.save_status(v, forged)
+    t = backend.get(victim)
+    backend.update_spec(t, lambda x: x.spec.model_copy(update={"merge_requested_at": now_iso()}))
+    t = wait(backend, victim, lambda t: "refused" in (t.status.summary or ""))
+    assert f"names PR #{o.status.pr_number}" in t.status.summary
+    assert f"is #{v.status.pr_number}" in t.status.summary
+    assert all(p.merged_at is None for p in world.emulator.pulls(DEMO_REPO)), "nothing merged"
+    assert t.status.pr_state == "open"
+    # control: without the check (the number and commit taken from the status) it merges
+    svc = GitHubService.from_settings()
+    result = svc.merge_pr(DEMO_REPO, o.status.pr_number, "squash", o.status.history[-1].commit)
+    assert result.merged
+    assert next(p for p in world.emulator.pulls(DEMO_REPO) if p.number == o.status.pr_number).merged_at
+
+
+def test_pull_request_only_ci_with_ci_trigger_push_ends_at_once_naming_the_workflows(world, backend):
+    """`--ci-trigger push` on a repository whose CI runs on pull requests only: the task ends in
+    error right after the push (not after the 10-minute grace) and says what it read."""
+    from ampx.core.models import CiSpec, CiTrigger
+    from ampx.sandbox.world import PR_ONLY_REPO
+
+    tid = new_task_id()
+    spec = AmpTaskSpec(repo=PR_ONLY_REPO, prompt="Add multiply\n" + GOOD, title="Push only",
+                       ci=CiSpec(trigger=CiTrigger.PUSH))
+    backend.create(tid, spec.model_copy(update={"branch": default_branch("Push only", tid)}),
+                   owner_name())
+    started = time.monotonic()
+    t = wait(backend, tid, lambda t: t.status.phase == Phase.ERROR)
+    assert time.monotonic() - started < 60
+    assert "no workflow runs on push to amp/push-only-" in t.status.summary
+    assert "on pull_request: tests.yml; use --ci-trigger auto" in t.status.summary
+    assert "workflows read: ready.yml, tests.yml" in t.status.summary
+    assert world.emulator.pulls(PR_ONLY_REPO) == []
+
+
+def test_pull_request_only_ci_left_for_review_then_continued_on_the_same_draft(world, backend):
+    """needs_review leaves the draft open with one comment summarising the attempts; `continue`
+    reuses that draft, and green marks it ready for review."""
+    from ampx.sandbox.scenarios import MODULO_BUG, MODULO_OK, unit_test_file
+    from ampx.sandbox.world import PR_ONLY_REPO
+
+    tid = new_task_id()
+    prompt = ("Add modulo\n" + write("calc.py", calc_with(MODULO_BUG)) + "\n"
+              + write("test_modulo.py", unit_test_file("modulo", "modulo(7, 3)", "1")))
+    spec = AmpTaskSpec(repo=PR_ONLY_REPO, prompt=prompt, title="Review me", max_attempts=1)
+    backend.create(tid, spec.model_copy(update={"branch": default_branch("Review me", tid)}),
+                   owner_name())
+    t = wait(backend, tid, lambda t: t.status.phase == Phase.NEEDS_REVIEW and t.status.pr_commented)
+    pr = world.emulator.pulls(PR_ONLY_REPO)[0]
+    assert pr.draft is True and pr.state == "open" and t.status.pr_state == "draft"
+    comments = world.emulator.comments(PR_ONLY_REPO, pr.number)
+    assert len(comments) == 1 and "CI still red after 1 attempt(s)" in comments[0]
+    assert f"| 1 | `{t.status.history[0].commit[:12]}` | [failure]" in comments[0]
+    from ampx.cli.backend import add_follow_up
+
+    backend.update_spec(t, add_follow_up("modulo is a % b\n" + write("calc.py", calc_with(MODULO_OK)),
+                                         owner_name()))
+    t = wait(backend, tid, lambda t: t.status.phase == Phase.SUCCESS)
+    prs = world.emulator.pulls(PR_ONLY_REPO)
+    assert len(prs) == 1 and prs[0].number == pr.number and prs[0].draft is False
+    assert t.status.pr_number == pr.number and "ready for review" in t.status.summary
+    assert len(world.emulator.comments(PR_ONLY_REPO, pr.number)) == 1

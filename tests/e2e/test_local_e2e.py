@@ -36,7 +36,7 @@ def backend(world):
 
 
 
-def test_five_stories(world, backend):
+def test_six_stories(world, backend):
     runs = [start(backend, sc) for sc in scenarios()]
     wait_all(backend, runs)
     history = HistoryDB(paths.db_path())
@@ -49,6 +49,11 @@ def test_five_stories(world, backend):
     assert red[1].prompt.startswith(f"CI failed on {red[0].commit[:12]}")
     assert "AssertionError: 18 != 2" in red[1].prompt
     assert "stopped early" in by["never-green"].status.summary
+    pr_only = by["pr-only-ci"].status
+    assert pr_only.reports["1"].workflows == [".github/workflows/ready.yml",
+                                              ".github/workflows/tests.yml"]
+    assert pr_only.reports["1"].push_workflows == []
+    assert "ready for review" in pr_only.summary
     assert "during attempt 1" in by["aborted"].status.summary
     assert by["continued-merged"].status.history[1].prompt.endswith(
         by["continued-merged"].spec.follow_ups[0].message.splitlines()[-1])
@@ -86,7 +91,7 @@ def test_supervisor_killed_mid_attempt_resumes_without_duplicates(world, backend
     time.sleep(0.5)
     assert running_pid() is None
     # any ampx command brings the supervisor back; the attempt process kept running meanwhile
-    cli = subprocess.run([sys.executable, "-m", "ampx", "ls", "--all"], capture_output=True,
+    cli = subprocess.run([sys.executable, "-m", "ampx", "ls", "--all", "-o", "wide"], capture_output=True,
                          text=True, env=os.environ.copy(), timeout=60)
     assert cli.returncode == 0, cli.stderr
     assert run.task_id in cli.stdout
@@ -148,11 +153,11 @@ def test_cli_subprocess_start_get_abort(world, backend):
         r = ampx(*bad)
         assert r.returncode != 0 and r.stderr.startswith(msg), (bad, r.stderr)
         assert "Traceback" not in r.stderr
-    # a data directory that is a file is one clear line too
+    # a data directory that is a file is one clear line
     env["AMPX_HOME"] = str(export)
     r = ampx("ls")
     assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
-    assert r.stderr == f"error: AMPX_HOME {export} is not a directory\n"
+    assert r.stderr.strip() == f"error: AMPX_HOME {export} is not a directory"
 
 
 def test_demo_command_exits_zero(tmp_path, monkeypatch):
@@ -162,7 +167,8 @@ def test_demo_command_exits_zero(tmp_path, monkeypatch):
         rc = run_demo(keep=False, workdir=tmp_path / "demo", timeout_s=240, out=fh)
     text = out.read_text()
     assert rc == 0, text
-    assert "5/5 tasks ended as expected; 3 pull request(s) opened, 1 merged." in text
+    assert "6/6 tasks ended as expected; 4 pull request(s) opened, 1 merged." in text
+    assert "pr-only-ci" in text
     told = text.split("What the agent was told after CI went red (red-then-green, attempt 2", 1)[1]
     assert "  | CI failed on " in told and "AssertionError: 18 != 2" in told
     assert not (tmp_path / "demo").exists()

@@ -123,7 +123,7 @@ def test_personal_token_fallback(github_emulator) -> None:
     provider = provider_from_settings(settings)
     assert isinstance(provider, TokenAuth) and provider.token_for(REPO) == pat
     assert pat not in repr(provider)
-    svc = GitHubService.from_settings(settings)
+    svc = GitHubService.from_settings(settings, default_branch_ttl=0)  # every call asks GitHub
     assert svc.default_branch(REPO) == "main"
     with pytest.raises(GitHubNotFound, match="acme/missing not found"):
         svc.default_branch("acme/missing")

@@ -15,6 +15,7 @@ from ampx.github.excerpt import (
     select_lines,
     signature,
 )
+from ampx.github.joblog import digest_text
 
 TS = "2026-11-25T10:00:{:02d}.{:07d}Z "
 
@@ -217,9 +218,9 @@ def test_clean_log_strips_timestamps_ansi_bom() -> None:
 
 
 def test_failing_step_prefers_hint_and_first_error() -> None:
-    lines = clean_log(job_log(["flake8"], "pytest", PYTEST_OUT))
-    assert failing_step(lines).name == "Run pytest"
-    assert failing_step(lines, "Run flake8").name == "Run flake8"
+    digest = digest_text(job_log(["flake8"], "pytest", PYTEST_OUT))
+    assert failing_step(digest).name == "Run pytest"
+    assert failing_step(digest, hint="Run flake8").name == "Run flake8"
 
 
 def test_select_lines_fits_budget() -> None:

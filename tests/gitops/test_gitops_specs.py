@@ -36,7 +36,8 @@ def test_spec_keeps_dots_and_host():
 
 @pytest.mark.parametrize("spec", [
     "", "demo", "octo/demo/extra", "https://github.com/octo", "ftp://github.com/o/r",
-    "https://user:pw@github.com/o/r", "git@github.com:o/..", "-o/r", "o/r r",
+    "https://user:pw@github.com/o/r", "git@github.com:o/..", "-o/r", "o/r r", "o/-r", "o/.",
+    "o/..git",
 ])
 def test_rejected_specs(spec):
     with pytest.raises(RepoSpecError, match="not a repository"):

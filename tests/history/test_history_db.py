@@ -34,10 +34,12 @@ def test_schema(tmp_path):
     conn = sqlite3.connect(tmp_path / "h.db")
     tasks = columns(conn, "tasks")
     assert PRD_COLUMNS <= set(tasks) and set(tasks) == set(TASK_COLUMNS)
-    assert tasks["id"] == ("TEXT", 1) and tasks["ci_run_id"][0] == "INTEGER"
+    # keyed by (namespace, id): the same name in two namespaces is two tasks
+    assert tasks["namespace"] == ("TEXT", 1) and tasks["id"] == ("TEXT", 2)
+    assert tasks["ci_run_id"][0] == "INTEGER"
     attempts = columns(conn, "attempts")
     assert set(attempts) == set(ATTEMPT_COLUMNS)
-    assert attempts["task_id"][1] == 1 and attempts["number"][1] == 2  # composite primary key
+    assert (attempts["namespace"][1], attempts["task_id"][1], attempts["number"][1]) == (1, 2, 3)
     assert db._conn.execute("PRAGMA busy_timeout").fetchone()[0] == 5000
     db.close()
 
@@ -48,7 +50,8 @@ def test_task_upsert_is_idempotent_and_partial(tmp_path):
         db.upsert_task(task(created_at=created))
         db.upsert_task(task(created_at=created))
         assert len(db.list_tasks()) == 1
-        db.upsert_task({"id": "01jabc", "status": "running", "attempts": 1, "thread_id": "T-1",
+        db.upsert_task({"id": "01jabc", "namespace": "default", "status": "running",
+                        "attempts": 1, "thread_id": "T-1",
                         "created_at": "2030-01-01T00:00:00+00:00"})
         row = db.get_task("01jabc")
         assert row["status"] == "running" and row["attempts"] == 1 and row["thread_id"] == "T-1"
@@ -62,9 +65,11 @@ def test_attempt_upsert_and_listing(tmp_path):
     with HistoryDB(tmp_path / "h.db") as db:
         db.upsert_task(task())
         for number in (2, 1):
-            db.upsert_attempt({"task_id": "01jabc", "number": number, "prompt": f"try {number}",
+            db.upsert_attempt({"namespace": "default", "task_id": "01jabc", "number": number,
+                               "prompt": f"try {number}",
                                "job": f"01jabc-a{number}", "outcome": "pushed"})
-        db.upsert_attempt({"task_id": "01jabc", "number": 1, "ci_conclusion": "failure",
+        db.upsert_attempt({"namespace": "default", "task_id": "01jabc", "number": 1,
+                           "ci_conclusion": "failure",
                            "ci_run_id": 42, "excerpt": "E   AssertionError", "tokens_in": 10,
                            "tokens_out": 5, "flaky": True})
         rows = db.attempts("01jabc")
@@ -96,7 +101,8 @@ def test_everything_is_redacted_before_it_is_stored(tmp_path):
     with HistoryDB(path) as db:
         db.upsert_task(task(prompt=f"use {TOKEN} to deploy", summary=f"token={TOKEN}",
                             pr_url=f"https://x-access-token:{TOKEN}@github.com/o/r/pull/1"))
-        db.upsert_attempt({"task_id": "01jabc", "number": 1, "prompt": f"Authorization: Bearer {TOKEN}",
+        db.upsert_attempt({"namespace": "default", "task_id": "01jabc", "number": 1,
+                           "prompt": f"Authorization: Bearer {TOKEN}",
                            "excerpt": f"Run deploy\nGITHUB_TOKEN={TOKEN}\nE AssertionError"})
     for file in tmp_path.glob("h.db*"):  # the database and its WAL
         assert TOKEN.encode() not in file.read_bytes()
@@ -145,7 +151,7 @@ def test_create_and_export(tmp_path):
         db.upsert_task(task(id="a"))
         db.upsert_task(task(id="b"))
         db.mark_deleted("b")
-        db.upsert_attempt({"task_id": "a", "number": 1, "outcome": "pushed"})
+        db.upsert_attempt({"namespace": "default", "task_id": "a", "number": 1, "outcome": "pushed"})
         assert db.export(tmp_path / "export.db") == 2
         with pytest.raises(FileExistsError):
             db.export(tmp_path / "export.db")

@@ -84,3 +84,83 @@ def test_registered_secrets_are_bounded_keeping_the_newest():
     assert redact(values[-1]) == "***" and redact(values[10]) == "***"
     assert redact(values[0]) == values[0], "the oldest registrations make room"
     assert redact("the-agents-api-key") == "***", "a pinned credential is never dropped"
+
+
+# ----------------------------------------------------------------------------- issue 11
+
+
+def test_unterminated_private_key_does_not_erase_the_rest():
+    key_lines = "\n".join("MIIEowIBAAKCAQEA" + "x" * 48 for _ in range(20))
+    text = f"before\n-----BEGIN RSA PRIVATE KEY-----\n{key_lines}\nE   AssertionError: boom\nrest of the log"
+    out = redact(text)
+    assert "MIIE" not in out
+    assert out.startswith("before\n-----BEGIN RSA PRIVATE KEY-----***")
+    assert out.endswith("E   AssertionError: boom\nrest of the log")
+    # a key that never ends masks at most PEM_MAX_LINES lines of base64
+    from ampx.redact import PEM_MAX_LINES
+    long = "-----BEGIN PRIVATE KEY-----\n" + "QUJD\n" * (PEM_MAX_LINES + 5) + "tail"
+    masked = redact(long)
+    assert masked.count("QUJD") == 5 and masked.endswith("tail")
+
+
+def test_terminated_private_key_on_one_line_and_twice():
+    text = ("a -----BEGIN EC PRIVATE KEY-----MHcCAQEE-----END EC PRIVATE KEY----- b "
+            "-----BEGIN PRIVATE KEY-----\nMIIEvQ\n-----END PRIVATE KEY-----\nc")
+    out = redact(text)
+    assert "MHcC" not in out and "MIIEvQ" not in out
+    assert out.startswith("a -----BEGIN EC PRIVATE KEY-----***-----END EC PRIVATE KEY----- b ")
+    assert out.endswith("-----END PRIVATE KEY-----\nc")
+
+
+@pytest.mark.parametrize("text", [
+    "tests/test_auth.py::TestToken::test_refresh PASSED",
+    "FAILED tests/test_auth.py::TestToken::test_refresh - AssertionError",
+    "class TestSecret::test_rotation",
+    "if password == expected:",
+])
+def test_test_ids_and_comparisons_are_untouched(text):
+    assert redact(text) == text
+
+
+@pytest.mark.parametrize("secret", [
+    "npm_" + "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8",
+    "pypi-AgEIcHlwaS5vcmcCJGE0ZjEyMzQ1Njc4",
+    "glpat-AbCdEfGhIjKlMnOpQrSt",
+    "AIzaSyA1234567890abcdefghijklmnopqrstuv",
+    "sk_live_51H8abcdefghijklmnop",
+    "rk_live_51H8abcdefghijklmnop",
+    "ghp_A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8",
+    "ghs_A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8",
+    "github_pat_11ABCDEFG0123456789_abcdefghijklmnop",
+])
+def test_token_shapes(secret):
+    out = redact(f"echo {secret} done")
+    assert secret[6:] not in out and out == "echo *** done"
+
+
+def test_bare_aws_secret_keys():
+    sk = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+    assert redact(f"AKIAIOSFODNN7EXAMPLE {sk}") == "***"
+    assert redact(f"AKIAIOSFODNN7EXAMPLE,{sk} rest") == "*** rest"
+    assert sk not in redact(f"aws_secret_access_key: {sk}")
+    assert sk not in redact(f'"AWS_SECRET_ACCESS_KEY": "{sk}"')
+    # 40 base64 characters with no AWS context are left alone (hashes, paths)
+    assert redact(f"sha {sk}") == f"sha {sk}"
+
+
+def test_registered_secret_is_masked_in_base64_and_url_forms():
+    import base64
+    from urllib.parse import quote
+
+    key = "sgamp_user_0123456789abcdefABCDEF+/="
+    for prefix in ("", "x", "xy", "user:"):  # every byte offset the value can start at
+        b64 = base64.b64encode(f"{prefix}{key}\n".encode()).decode()
+        url = base64.urlsafe_b64encode(f"{prefix}{key}".encode()).decode()
+        assert redact(b64) == b64, "control: unmasked before registering"
+        register_secret(key)
+        assert all(redact(form) != form for form in (b64, url))
+        # what is left is only the characters that also depend on the bytes around the key
+        assert len(redact(b64).replace("***", "")) <= 12, (prefix, redact(b64))
+        clear_registered_secrets()
+    register_secret(key)
+    assert redact(f"url ?key={quote(key, safe='')}&x=1") == "url ?key=***&x=1"

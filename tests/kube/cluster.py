@@ -12,7 +12,6 @@ import sys
 import pytest
 
 from ampx.kube.rbac import OPERATOR, WORKER, grants
-from ampx.sandbox.world import DEMO_REPO
 from kubeharness.server import write_kubeconfig
 
 AMPTASKS = "ampx.dev/v1alpha1/amptasks"
@@ -22,7 +21,8 @@ class Cluster:
     def __init__(self, world, server, kubelet, spawn, tmp_path):
         self.world, self.server, self.kubelet, self.spawn = world, server, kubelet, spawn
         app = world.emulator.create_app()
-        world.emulator.install_app(app.app_id, DEMO_REPO)
+        for repo in world.repos:  # the demo project, and its pull-request-only twin
+            world.emulator.install_app(app.app_id, repo)
         # only the agent's key is a Secret of the task namespace; the App key is the operator's
         server.create_secret("amp-api", {"api-key": world.env["AMP_API_KEY"]})
         self.app = app

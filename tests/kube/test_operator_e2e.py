@@ -45,7 +45,7 @@ def recorded(cluster, run) -> HistoryDB:
     return history
 
 
-def test_five_stories_on_kubernetes(cluster):
+def test_six_stories_on_kubernetes(cluster):
     # the endpoint the chart's liveness probe uses
     assert urllib.request.urlopen(cluster.liveness, timeout=10).status == 200
     backend = KubeBackend()
@@ -59,6 +59,11 @@ def test_five_stories_on_kubernetes(cluster):
     by = {r.scenario.key: r.task for r in runs}
     red = by["red-then-green"].status.history
     assert "AssertionError: 18 != 2" in red[1].prompt
+    # CI on pull requests only: reached through a draft PR, marked ready (assert_story checked
+    # the runs, the draft and the untouched workflows); the worker read the tree and said so
+    pr_only = by["pr-only-ci"].status
+    assert pr_only.reports["1"].push_workflows == [] and \
+        pr_only.reports["1"].pull_request_workflows == [".github/workflows/tests.yml"]
     # Jobs: deterministic names, owned by their task, secrets only by reference
     job = cluster.server.get("batch", "v1", "jobs", "default", f"{runs[0].task_id}-a1")
     assert job["metadata"]["ownerReferences"][0]["uid"] == runs[0].task.metadata["uid"]
@@ -162,7 +167,8 @@ def test_abort_continue_and_cli_listing(cluster):
         return subprocess.run([sys.executable, "-m", "ampx", *args], capture_output=True,
                               text=True, env=e, timeout=60)
 
-    r = ampx("start", "--repo", f"https://github.com/{DEMO_REPO}", "--task",
+    # the HTTPS form of the configured host (another host would be refused: issue 10)
+    r = ampx("start", "--repo", f"{cluster.world.env['AMPX_GITHUB_URL']}/{DEMO_REPO}", "--task",
              "Take forever\n@fake sleep 120", owner="alice")
     assert r.returncode == 0, r.stderr
     slow = r.stdout.split()[1]
@@ -174,8 +180,10 @@ def test_abort_continue_and_cli_listing(cluster):
     broken = r.stdout.split()[1]
 
     # ls: own tasks, everyone's, by phase; plain text when piped
-    mine = ampx("ls").stdout
-    assert slow in mine and broken not in mine and mine.startswith("ID ")
+    mine = ampx("ls").stdout  # short ids (unique prefixes), like git
+    shown = [line.split()[0] for line in mine.splitlines()[1:]]
+    assert mine.startswith("ID ") and len(shown) == 1 and slow.startswith(shown[0])
+    assert not broken.startswith(shown[0])
     everyone = ampx("ls", "--all", "-o", "name").stdout.split()
     assert sorted(everyone) == sorted([f"amptask/{slow}", f"amptask/{broken}"])
 
@@ -265,7 +273,7 @@ def test_kubectl_created_task_gets_defaults_and_bad_specs_are_refused(cluster):
     task = cluster.server.wait_for(
         lambda: (lambda t: t if t.spec.branch and t.status.phase else None)(backend.get("01jkubectl00000000000000000")),
         timeout=30, message="defaults")
-    assert task.spec.branch == "amp/tidy-the-readme-01jkub"
+    assert task.spec.branch == "amp/tidy-the-readme-01jkubectl00000000000000000"
     assert task.metadata["labels"]["ampx.dev/owner"] == "unknown"
     r = cluster.server.kubectl("get", "amptasks", check=False)
     assert r.returncode == 0 and "01jkubectl00000000000000000" in r.stdout

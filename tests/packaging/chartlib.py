@@ -56,6 +56,7 @@ CONFIGURED = {
                "appId": 1234567, "appSecret": {"name": "gh-app", "key": "key.pem"}},
     "amp": {"secret": {"name": "amp-token", "key": "token"}, "url": "https://amp.example.com/"},
     "ci": {"pollSeconds": 10, "pollMaxSeconds": 120},
+    "tasks": {"branchPrefix": "acme-bots/", "allowedRepos": {"team-a": ["acme/*"], "*": []}},
     "persistence": {"enabled": True, "storageClassName": "fast", "size": "5Gi",
                     "accessModes": ["ReadWriteOncePod"]},
     "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},

@@ -23,7 +23,18 @@ from . import gitrepo, payloads
 from ._util import dumps, iso, utcnow
 from .auth import DOCS, ApiError, Principal, authenticate, not_found, requires_authentication
 from .ci import iter_run_logs
-from .state import LEVELS, Account, Job, PullRequest, RateBucket, Repo, Token, WorkflowRun, grants
+from .state import (
+    LEVELS,
+    Account,
+    IssueComment,
+    Job,
+    PullRequest,
+    RateBucket,
+    Repo,
+    Token,
+    WorkflowRun,
+    grants,
+)
 
 if TYPE_CHECKING:
     from .emulator import GitHubEmulator
@@ -119,6 +130,8 @@ class RestApi:
             r("POST", "/repos/{owner}/{repo}/pulls", self.create_pull),
             r("GET", "/repos/{owner}/{repo}/pulls", self.list_pulls),
             r("GET", "/repos/{owner}/{repo}/pulls/{pull_number}", self.get_pull),
+            r("PATCH", "/repos/{owner}/{repo}/pulls/{pull_number}", self.update_pull),
+            r("POST", "/repos/{owner}/{repo}/issues/{issue_number}/comments", self.create_comment),
             r("PUT", "/repos/{owner}/{repo}/pulls/{pull_number}/merge", self.merge_pull),
             r("GET", "/repos/{owner}/{repo}/commits/{ref}/check-runs", self.list_check_runs),
             r("DELETE", "/repos/{owner}/{repo}/git/refs/{ref}", self.delete_ref),
@@ -606,9 +619,11 @@ class RestApi:
                 )
             mergeable, state = True, "unstable" if failing else "clean"
         with self.store.lock:
-            return payloads.pull_request(
+            data = payloads.pull_request(
                 self.urls, pr, base_sha, mergeable=mergeable, mergeable_state=state, stats=(commits, adds, dels, files)
             )
+            data["comments"] = sum(1 for c in self.store.comments.get(pr.repo.full_name.lower(), []) if c.number == pr.number)
+            return data
 
     def list_pulls(self, req: ApiRequest, principal: Principal, owner: str, repo: str):
         r = self._repo(principal, owner, repo, ("pull_requests", "read"))
@@ -641,6 +656,59 @@ class RestApi:
         pr = self._pull(r, pull_number)
         return 200, self._pull_json(pr), {}
 
+    def update_pull(self, req: ApiRequest, principal: Principal, owner: str, repo: str, pull_number: str):
+        """Title, body, state (open/closed) and base; a draft stays a draft (GitHub changes
+        that through GraphQL only)."""
+        r = self._repo(principal, owner, repo, ("pull_requests", "write"))
+        pr = self._pull(r, pull_number)
+        body = req.json() or {}
+        if not isinstance(body, dict):
+            raise ApiError(400, "Problems parsing JSON")
+        state = body.get("state")
+        if state is not None and state not in ("open", "closed"):
+            raise _validation([{"resource": "PullRequest", "field": "state", "code": "invalid"}], "update-a-pull-request")
+        base = body.get("base")
+        if base is not None and f"refs/heads/{base}" not in r.refs:
+            raise _validation([{"resource": "PullRequest", "field": "base", "code": "invalid"}], "update-a-pull-request")
+        reopened = False
+        with self.store.lock:
+            if pr.merged_at is not None and state == "open":
+                raise _validation([{"resource": "PullRequest", "code": "custom",
+                                    "message": "state cannot be changed. The pull request cannot be reopened."}],
+                                  "update-a-pull-request")
+            if "title" in body and body["title"] is not None:
+                pr.title = str(body["title"])
+            if "body" in body:
+                pr.body = None if body["body"] is None else str(body["body"])
+            if base is not None:
+                pr.base_ref = str(base)
+            if state == "closed" and pr.state == "open":
+                pr.state, pr.closed_at = "closed", utcnow()
+            elif state == "open" and pr.state == "closed":
+                pr.state, pr.closed_at, reopened = "open", None, True
+            pr.updated_at = utcnow()
+        if reopened:
+            self.emu.ci.on_pull_request(pr, "reopened", self._actor(principal))
+        return 200, self._pull_json(pr), {}
+
+    def create_comment(self, req: ApiRequest, principal: Principal, owner: str, repo: str, issue_number: str):
+        """A comment on a pull request's conversation. The emulator has no plain issues, so
+        the number must be a pull request's; commenting there needs pull_requests write (or
+        issues write, which the emulator's tokens do not carry)."""
+        r = self._repo(principal, owner, repo, ("pull_requests", "write"))
+        pr = self._pull(r, issue_number)
+        body = req.json()
+        if not isinstance(body, dict) or not isinstance(body.get("body"), str) or not body["body"]:
+            raise ApiError(422, "Validation Failed", errors=[{"resource": "IssueComment", "code": "missing_field", "field": "body"}],
+                           documentation_url="https://docs.github.com/rest/issues/comments#create-an-issue-comment")
+        with self.store.lock:
+            comment = IssueComment(id=self.store.next_id(), repo=r, number=pr.number, body=body["body"],
+                                   user=self._actor(principal))
+            self.store.comments.setdefault(r.full_name.lower(), []).append(comment)
+            pr.updated_at = utcnow()
+            data = payloads.issue_comment(self.urls, comment, "OWNER" if comment.user.login == r.owner.login else "CONTRIBUTOR")
+        return 201, data, {"Location": data["url"]}
+
     def merge_pull(self, req: ApiRequest, principal: Principal, owner: str, repo: str, pull_number: str):
         r = self._repo(principal, owner, repo, ("contents", "write"), ("pull_requests", "write"))
         pr = self._pull(r, pull_number)
@@ -656,6 +724,8 @@ class RestApi:
             with self.store.lock:
                 if pr.state != "open":
                     raise _not_mergeable()
+                if pr.draft:  # GitHub: a draft must be marked ready for review first
+                    raise ApiError(405, "Pull Request is still a draft", documentation_url=f"{PULLS_DOCS}#merge-a-pull-request")
                 head_sha, base_ref = pr.head_sha, pr.base_ref
                 base_sha = r.refs.get(f"refs/heads/{base_ref}")
                 override = pr.mergeable_override

@@ -437,6 +437,11 @@ class GitHubEmulator:
         with self.store.lock:
             return sorted(self.store.pulls.get(full_name.lower(), {}).values(), key=lambda p: p.number)
 
+    def comments(self, full_name: str, number: int) -> list[str]:
+        """The bodies of the comments on pull request ``number``, oldest first."""
+        with self.store.lock:
+            return [c.body for c in self.store.comments.get(full_name.lower(), []) if c.number == number]
+
     def set_mergeable(self, full_name: str, number: int, value: bool | None) -> None:
         """Force ``mergeable`` of a PR: False makes merges answer 405, None
         reports "still computing" (``mergeable: null``)."""

@@ -11,7 +11,7 @@ from typing import Any
 
 from . import gitrepo
 from ._util import iso, node_id
-from .state import Account, Installation, Job, PullRequest, Repo, WorkflowRun
+from .state import Account, Installation, IssueComment, Job, PullRequest, Repo, WorkflowRun
 
 GITHUB_ACTIONS_APP_ID = 15368
 
@@ -208,6 +208,28 @@ def _pr_links(u: Urls, pr: PullRequest) -> dict[str, Any]:
         "review_comment": {"href": f"{api}/pulls/comments{{/number}}"},
         "commits": {"href": f"{api}/pulls/{pr.number}/commits"},
         "statuses": {"href": f"{api}/statuses/{pr.head_sha}"},
+    }
+
+
+def issue_comment(u: Urls, c: "IssueComment", association: str) -> dict[str, Any]:
+    api = u.repo_api(c.repo)
+    return {
+        "id": c.id,
+        "node_id": node_id("IssueComment", c.id),
+        "url": f"{api}/issues/comments/{c.id}",
+        "html_url": f"{u.repo_html(c.repo)}/pull/{c.number}#issuecomment-{c.id}",
+        "issue_url": f"{api}/issues/{c.number}",
+        "body": c.body,
+        "user": user(u, c.user),
+        "created_at": iso(c.created_at),
+        "updated_at": iso(c.updated_at),
+        "author_association": association,
+        "performed_via_github_app": None,
+        "reactions": {
+            "url": f"{api}/issues/comments/{c.id}/reactions",
+            "total_count": 0, "+1": 0, "-1": 0, "laugh": 0, "confused": 0, "heart": 0,
+            "hooray": 0, "eyes": 0, "rocket": 0,
+        },
     }
 
 

@@ -8,6 +8,7 @@ authentication, like GitHub's git endpoints.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -21,7 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
-from . import web
+from . import graphql, web
 from .api import ApiRequest, ApiResponse
 from .auth import ApiError, basic_credentials, lookup_token
 from .gitrepo import git_env
@@ -164,6 +165,11 @@ class RequestHandler(BaseHTTPRequestHandler):
             self._text(400, f"Bad Request: {exc}", "BAD_REQUEST")
             return
         try:
+            if path == "/api/graphql" and self.command == "POST":
+                status, data = graphql.handle(self.emulator, self.headers.get("Authorization"), body.read())
+                self._send(status, {"Content-Type": "application/json; charset=utf-8"},
+                           json.dumps(data).encode(), "POST /graphql")
+                return
             if path == "/api/v3" or path.startswith("/api/v3/"):
                 req = ApiRequest(
                     method=self.command,

@@ -156,6 +156,19 @@ class PullRequest:
 
 
 @dataclass
+class IssueComment:
+    """A comment on a pull request's conversation (GitHub keeps it on the PR's issue)."""
+
+    id: int
+    repo: Repo
+    number: int
+    body: str
+    user: Account
+    created_at: datetime = field(default_factory=utcnow)
+    updated_at: datetime = field(default_factory=utcnow)
+
+
+@dataclass
 class Workflow:
     id: int
     repo: str
@@ -247,6 +260,7 @@ class Store:
         self.tokens: dict[str, Token] = {}  # key: sha256 hex of the token
         self.buckets: dict[str, RateBucket] = {}
         self.pulls: dict[str, dict[int, PullRequest]] = {}
+        self.comments: dict[str, list[IssueComment]] = {}  # key: lower-case full name
         self.workflows: dict[tuple[str, str], Workflow] = {}
         self.runs: dict[int, WorkflowRun] = {}
         self.jobs: dict[int, Job] = {}
