@@ -9,7 +9,6 @@ import os
 import socket
 import sys
 
-import pytest
 
 from ampx.kube.rbac import OPERATOR, WORKER, grants
 from kubeharness.server import write_kubeconfig

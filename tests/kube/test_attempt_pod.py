@@ -8,7 +8,6 @@ import json
 import pytest
 
 from ampx.core.models import AttemptOutcome
-from ampx.kube import pod as podmod
 from ampx.kube.attempt_secret import PUSH_PERMISSIONS, build_secret, secret_name
 from ampx.kube.jobs import WorkerSettings, build_job, to_task
 from ampx.kube.reports import BadReport, parse_report, thread_in_log
