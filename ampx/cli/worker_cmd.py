@@ -166,6 +166,10 @@ def publish(attempt_file, token_file, private, workspace, control, report_file):
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     deadline = time.monotonic() + spec.timeout_s + DEADLINE_GRACE_S
     result = wait_for_agent_result(control, deadline, stop)
+    try:  # read again: on Kubernetes the operator renews the token during a long attempt
+        token = _token(token_file)
+    except CliError:
+        pass  # gone or spoiled since the start: push with the token checked then
     publisher = Publisher(spec, token, private, workspace, credential_values(),
                           lambda line: click.echo(one_line(line)))
     code, report = publisher.run(result, stopped=stop.is_set(), timed_out=result is None)
