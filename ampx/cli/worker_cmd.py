@@ -109,10 +109,15 @@ def worker(ctx, task_name, number, namespace, backend, credentials_stdin):
 @click.option("--token-file", required=True, type=_FILE, help="File holding the GitHub token.")
 @click.option("--private", required=True, type=_DIR, help="Private directory (never the agent's).")
 @click.option("--workspace", required=True, type=_DIR, help="The agent's checkout to create.")
-def prepare(attempt_file, token_file, private, workspace):
-    """Clone privately and create the agent's checkout (exit 2: configuration, 8: git)."""
-    from ..worker.attempt import Exit
+@click.option("--report-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write the report when the attempt cannot start "
+                   "(Kubernetes: /dev/termination-log).")
+def prepare(attempt_file, token_file, private, workspace, report_file):
+    """Clone privately and create the agent's checkout (exit 2: configuration or a branch this
+    task may not push, 8: git); when it cannot, the attempt's report says why."""
+    from ..core.models import WorkerReport
     from ..worker.harden import forbid_inspection
+    from ..worker.publish_step import emit_report, now
     from ..worker.lines import one_line
     from ..worker.prepare_step import PrepareFailed, prepare as run_prepare
 
@@ -127,7 +132,10 @@ def prepare(attempt_file, token_file, private, workspace):
         start = run_prepare(spec, token, private, workspace, log=log)
     except PrepareFailed as exc:
         click.echo(f"[ampx] {exc.reason}", err=True)
-        sys.exit(Exit.GIT_FAILED if exc.kind == "git" else Exit.CONFIG)
+        code, outcome = exc.outcome
+        emit_report(WorkerReport(outcome=outcome, reason=exc.reason[:2000], exit_code=code,
+                                 finished_at=now()), report_file, sys.stdout)
+        sys.exit(code)
     click.echo(f"[ampx] attempt {spec.number} starts at {start.start_sha[:12]} on {start.branch}")
 
 

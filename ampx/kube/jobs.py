@@ -26,7 +26,7 @@ from ..settings import env
 from .api import KubeApi, KubeError
 from .attempt_secret import RENEW_BELOW_S, PushTokens, build_secret, secret_name, token_patch
 from .pod import build_pod_spec
-from .reports import (AGENT_CONTAINER, REPORT_CONTAINER, THREAD_LOG_BYTES, BadReport,
+from .reports import (AGENT_CONTAINER, PREPARE_CONTAINER, REPORT_CONTAINER, THREAD_LOG_BYTES, BadReport,
                       parse_report, terminated, thread_in_log)
 
 log = logging.getLogger("ampx.operator")
@@ -129,6 +129,10 @@ def build_job(task: AmpTask, number: int, ws: WorkerSettings) -> dict:
             "template": {"metadata": {"labels": labels}, "spec": pod_spec},
         },
     }
+
+
+def _failed(term: Optional[dict]) -> Optional[dict]:
+    return term if term is not None and term.get("exitCode") not in (None, 0) else None
 
 
 def job_state(job: Optional[dict]) -> AttemptState:
@@ -256,7 +260,9 @@ class KubeLauncher:
         pods = self._pods(task, number)
         problem = "no pod"
         for pod in reversed(pods):  # the newest pod first
-            term = terminated(pod, REPORT_CONTAINER)
+            # publish reports; prepare does when the attempt could not start (the agent's own
+            # termination message is never read)
+            term = terminated(pod, REPORT_CONTAINER) or _failed(terminated(pod, PREPARE_CONTAINER))
             if term is None:
                 continue
             try:
@@ -279,7 +285,7 @@ class KubeLauncher:
 
     def _why_failed(self, task: AmpTask, pods: list[dict], reason: str) -> str:
         """Add the failed step's exit code and last log lines to a Job failure."""
-        order = {REPORT_CONTAINER: 0, "prepare": 1, AGENT_CONTAINER: 2}  # the telling step first
+        order = {REPORT_CONTAINER: 0, PREPARE_CONTAINER: 1, AGENT_CONTAINER: 2}  # the telling step first
         for pod in reversed(pods):
             st = pod.get("status") or {}
             steps = (st.get("initContainerStatuses") or []) + (st.get("containerStatuses") or [])

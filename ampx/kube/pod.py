@@ -83,7 +83,8 @@ def build_pod_spec(secret: str, *, image: str, pull_policy: str, agent_env: list
     af = ["--attempt-file", ATTEMPT_FILE]
     prepare = _container(
         "prepare", image, pull_policy,
-        ["prepare", *af, "--token-file", TOKEN_FILE, "--private", PRIVATE, "--workspace", WORKSPACE],
+        ["prepare", *af, "--token-file", TOKEN_FILE, "--private", PRIVATE, "--workspace", WORKSPACE,
+         "--report-file", REPORT_FILE],
         [attempt, token, _mount("private", PRIVATE_MOUNT), _mount("workspace", WORKSPACE_MOUNT)],
         [], step_resources)
     agent = _container(

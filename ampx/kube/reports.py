@@ -22,6 +22,7 @@ from ..redact import redact
 
 MAX_MESSAGE = 4096
 REPORT_CONTAINER = "publish"
+PREPARE_CONTAINER = "prepare"  # reports only when the attempt could not start
 AGENT_CONTAINER = "agent"
 THREAD_LINE = re.compile(r"^AMPX_THREAD ([A-Za-z0-9_.:-]{1,200})\s*$", re.M)
 #: how much of the agent's log head is searched for the thread line
