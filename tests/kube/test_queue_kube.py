@@ -15,12 +15,12 @@ import pytest
 
 from ampx.cli.backend import KubeBackend
 from ampx.core.ids import new_task_id
-from ampx.history.db import HistoryDB
 from ampx.sandbox.demo import Run, _spec
 from ampx.sandbox.scenarios import scenarios
 
 from e2e.checks import assert_story, wait_all
-from kube.test_operator_e2e import Cluster
+from kube.cluster import Cluster
+from kube.test_operator_e2e import recorded
 
 pytestmark = pytest.mark.e2e
 
@@ -57,6 +57,7 @@ def cluster(world, kube_env, fake_kubelet, kube_spawn, tmp_path, monkeypatch):
     monkeypatch.delenv("AMP_API_KEY")
     monkeypatch.setenv("AMPX_BACKEND", "kube")
     c = Cluster(world, kube_env, fake_kubelet, kube_spawn, tmp_path)
+    monkeypatch.setenv("AMP_FAKE_HOME", str(c.amp_home))  # where the agents keep their threads
     c.op_env["AMPX_MAX_CONCURRENT_ATTEMPTS"] = "1"  # what tasks.maxConcurrentAttempts renders
     c.jobs = JobWatch()
     c.server.call(c.server.emulator.add_listener, c.jobs)
@@ -101,9 +102,8 @@ def test_limit_of_one_never_runs_two_jobs_and_everything_finishes(cluster):
     assert seen_get, "get shows the place in line"
 
     wait_all(backend, runs, timeout=300)
-    history = HistoryDB(cluster.history_path)
     for run in runs:
-        assert_story(cluster.world, run, history)
+        assert_story(cluster.world, run, recorded(cluster, run))
         assert run.task.status.queue_position is None
     attempts = sum(r.task.status.attempts for r in runs)
     assert attempts == 4 and cluster.jobs.created == 4, "one Job per attempt, the retry included"
