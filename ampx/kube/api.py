@@ -138,6 +138,32 @@ class KubeApi:
     def core(self) -> client.CoreV1Api:
         return client.CoreV1Api(self.api_client)
 
+    @functools.cached_property
+    def coordination(self) -> client.CoordinationV1Api:
+        return client.CoordinationV1Api(self.api_client)
+
+    # ---------------------------------------------------------------- the leader's Lease
+    @needs("operator", "coordination.k8s.io", "leases", "get")
+    def get_lease(self, ns: str, name: str, timeout: float = 5.0) -> Optional[dict]:
+        try:
+            return _raw(f"get lease {name}", self.coordination.read_namespaced_lease, name, ns,
+                        _request_timeout=timeout)
+        except KubeError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    @needs("operator", "coordination.k8s.io", "leases", "create")
+    def create_lease(self, ns: str, body: dict, timeout: float = 5.0) -> dict:
+        return _raw("create lease", self.coordination.create_namespaced_lease, ns, body,
+                    _request_timeout=timeout)
+
+    @needs("operator", "coordination.k8s.io", "leases", "update")
+    def replace_lease(self, ns: str, name: str, body: dict, timeout: float = 5.0) -> dict:
+        """PUT with the body's resourceVersion: a 409 when someone else wrote it since."""
+        return _raw(f"update lease {name}", self.coordination.replace_namespaced_lease, name, ns,
+                    body, _request_timeout=timeout)
+
     # ---------------------------------------------------------------- AmpTasks
     @needs("operator,worker,cli", GROUP, PLURAL, "get")
     def get_task(self, ns: str, name: str) -> dict:

@@ -17,6 +17,7 @@ from ..core.models import API_VERSION, ATTEMPT_LABEL, KIND, TASK_LABEL, AmpTask
 from ..core.observe import AttemptState
 from ..settings import env
 from .api import KubeApi, KubeError
+from .views import JobView, TaskCache
 
 JOB_SUFFIX = "-a"
 
@@ -151,9 +152,16 @@ def job_state(job: Optional[dict]) -> AttemptState:
 class KubeLauncher:
     """Attempts as Jobs."""
 
-    def __init__(self, api: KubeApi, settings: WorkerSettings) -> None:
+    def __init__(self, api: KubeApi, settings: WorkerSettings, jobs: Optional[JobView] = None) -> None:
         self.api = api
         self.settings = settings
+        self.jobs = jobs  # the operator's watch-fed view; None: GET each time
+
+    def read_job(self, task: AmpTask, number: int) -> Optional[dict]:
+        name = job_name(task.name, number)
+        if self.jobs is not None:
+            return self.jobs.read(task.namespace, task.name, name)
+        return self.api.get_job(task.namespace, name)
 
     def start(self, task: AmpTask, number: int) -> str:
         body = build_job(task, number, self.settings)
@@ -168,7 +176,7 @@ class KubeLauncher:
         self.api.delete_job(task.namespace, job_name(task.name, number))
 
     def state(self, task: AmpTask, number: int) -> AttemptState:
-        seen = job_state(self.api.get_job(task.namespace, job_name(task.name, number)))
+        seen = job_state(self.read_job(task, number))
         if seen.state == "failed":
             seen = AttemptState("failed", self._why_failed(task, number, seen.reason), seen.job)
         return seen
@@ -197,25 +205,39 @@ class KubeLauncher:
 class KubeStore:
     """AmpTasks in the API server; the operator writes every status field but `reports`."""
 
-    def __init__(self, api: KubeApi, namespace_of: dict[str, str]) -> None:
+    def __init__(self, api: KubeApi, namespace_of: dict[str, str],
+                 cache: Optional[TaskCache] = None) -> None:
         self.api = api
         self.namespace_of = namespace_of  # task name -> namespace (names are ULIDs: unique)
+        self.cache = cache  # the operator's watch-fed bodies; None: GET each time
 
     def load(self, name: str) -> Optional[AmpTask]:
+        body = self.cache.get(name) if self.cache is not None else None
+        if body is not None:
+            return to_task(body)
+        return self.reload(name)
+
+    def reload(self, name: str) -> Optional[AmpTask]:
+        """The task as the API server has it now (one GET), kept in the cache."""
         ns = self.namespace_of.get(name)
         if ns is None:
             return None
         try:
-            return to_task(self.api.get_task(ns, name))
+            body = self.api.get_task(ns, name)
         except KubeError as exc:
             if exc.status == 404:
                 return None
             raise
+        if self.cache is not None:
+            self.cache.put(body)
+        return to_task(body)
 
     def save_status(self, task: AmpTask, status) -> AmpTask:
         status = status.model_copy(update={"observed_generation": task.metadata.get("generation")})
-        body = status_patch(status)
-        return to_task(self.api.patch_task_status(task.namespace, task.name, body))
+        body = self.api.patch_task_status(task.namespace, task.name, status_patch(status))
+        if self.cache is not None:
+            self.cache.put(body)
+        return to_task(body)
 
 
 def status_patch(status) -> dict:

@@ -28,6 +28,8 @@ OPERATOR = frozenset(
     + P("", "pods", "list")
     + P("", "pods/log", "get")
     + P("", "events", "create")
+    # leader election between replicas: one Lease in the operator's (first) namespace
+    + P("coordination.k8s.io", "leases", "get", "create", "update")
 )
 
 WORKER = frozenset(

@@ -1,0 +1,89 @@
+"""The operator's one periodic loop: only what time alone can change (see `ampx.kube.timed`).
+
+A thread wakes every second, reads the watch-fed task bodies (no request) and acts on the few
+tasks due: CI polls grouped by repository on `CiSchedule`'s cadence, spent time budgets,
+GitHub actions whose retry time has come, and every AMPX_RESYNC_SECONDS (60) a safety pass
+over the tasks that still want work (a reconcile with nothing to do sends nothing either).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any, Optional
+
+from ..engine import Engine, parse_iso, utcnow
+from ..schedule import CiSchedule
+from ..settings import env_int
+from .timed import budget_spent, ci_groups, wants_work
+from .views import TaskCache
+
+log = logging.getLogger("ampx.operator")
+
+
+class Periodic:
+    def __init__(self, engine: Engine, tasks: TaskCache, schedule: CiSchedule,
+                 tick: float = 1.0, resync: Optional[float] = None) -> None:
+        self.engine, self.tasks, self.schedule, self.tick = engine, tasks, schedule, tick
+        self.resync = float(resync if resync is not None else env_int("AMPX_RESYNC_SECONDS", 60))
+        self._next_resync = time.monotonic() + self.resync
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="ampx-periodic", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.tick):
+            try:
+                self.run_once()
+            except Exception as exc:  # the loop must outlive any one failure
+                log.warning("periodic pass: %s", exc)
+
+    def run_once(self) -> None:
+        bodies = self.tasks.snapshot()
+        self.poll_ci(bodies)
+        now = utcnow()
+        due = set(self.engine.retry_due())
+        due |= {b["metadata"]["name"] for b in bodies if budget_spent(b, now)}
+        if time.monotonic() >= self._next_resync:
+            self._next_resync = time.monotonic() + self.resync
+            due |= {b["metadata"]["name"] for b in bodies if wants_work(b)}
+        for name in sorted(due):
+            self._guarded(name, self.engine.reconcile, name)
+
+    def poll_ci(self, bodies: list[Any]) -> None:
+        """Per repository, the tasks whose poll is due (`CiSchedule`), polled now."""
+        poll_repository = getattr(self.engine, "poll_repository", None)
+        for repo, waiting in ci_groups(bodies).items():
+            now = time.monotonic()
+            due = [(name, since) for name, since in waiting if self.schedule.due(name, now)]
+            if not due:
+                continue
+            if poll_repository is not None:
+                retry = self._guarded(repo, poll_repository, repo, [n for n, _ in due])
+                for name, since in due:
+                    self.schedule.after_poll(name, time.monotonic(), _waited(since), retry)
+                continue
+            for name, since in due:
+                retry = self._guarded(name, self.engine.poll_ci, name)
+                self.schedule.after_poll(name, time.monotonic(), _waited(since), retry)
+
+    @staticmethod
+    def _guarded(what: str, fn: Any, *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except Exception as exc:  # one line, not a traceback; the next pass retries
+            log.warning("task %s: %s", what, exc)
+            return None
+
+
+def _waited(since: Optional[str]) -> float:
+    return (utcnow() - parse_iso(since)).total_seconds() if since else 0.0
