@@ -56,11 +56,11 @@ def requests(server: KubeServer) -> int:
     return server.call(lambda: len(server.emulator._requests))
 
 
-def median_run(argv: list[str], env: dict, runs: int) -> float:
+def median_run(argv: list[str], env: dict, runs: int, cwd: Path) -> float:
     times = []
     for _ in range(runs):
         t0 = time.perf_counter()
-        r = subprocess.run(argv, env=env, capture_output=True, text=True)
+        r = subprocess.run(argv, env=env, capture_output=True, text=True, cwd=cwd)
         times.append(time.perf_counter() - t0)
         if r.returncode != 0:
             raise SystemExit(f"{argv[:4]} failed: {r.stderr.strip()[:300]}")
@@ -73,7 +73,8 @@ def measure(n: int, steady: float, ls_runs: int, root: Path) -> dict:
         with KubeServer(crd_path=DEFAULT_CRD, workdir=work) as server:
             env = {"PYTHONPATH": str(root), "AMPX_WORKER_IMAGE": "ampx-worker:bench",
                    "GITHUB_TOKEN": "", "AMPX_GITHUB_APP_ID": ""}
-            op = server.spawn([sys.executable, "-m", "ampx", "operator", "-n", "default"], env=env)
+            op = server.spawn([sys.executable, "-m", "ampx", "operator", "-n", "default"], env=env,
+                              cwd=str(root))  # `-m` puts the working directory first
             server.wait_for(lambda: server.call(server.emulator.watch_count, AMPTASKS) > 0,
                             timeout=60, message="operator watch")
             t0 = time.monotonic()
@@ -92,9 +93,9 @@ def measure(n: int, steady: float, ls_runs: int, root: Path) -> dict:
             kubectl = shutil.which("kubectl")
             ls = kc = None
             if ls_runs:
-                ls = median_run([sys.executable, "-m", "ampx", "ls", "--all"], lsenv, ls_runs)
+                ls = median_run([sys.executable, "-m", "ampx", "ls", "--all"], lsenv, ls_runs, root)
                 if kubectl:
-                    kc = median_run([kubectl, "get", "amptasks", "-A"], lsenv, ls_runs)
+                    kc = median_run([kubectl, "get", "amptasks", "-A"], lsenv, ls_runs, root)
         return {"n": n, "first_jobs_s": first_jobs, "req_per_s": (r1 - r0) / (w1 - w0),
                 "cpu_pct": 100 * (c1 - c0) / (w1 - w0), "info_lines": info_lines,
                 "ls_s": ls, "kubectl_s": kc}

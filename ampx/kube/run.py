@@ -81,7 +81,8 @@ def run_operator(namespaces: list[str], all_namespaces: bool, liveness: Optional
 
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("kubernetes", "urllib3", "github"):
+    # kopf.objects: one "Handler ... succeeded" line per watch event (warnings still show)
+    for noisy in ("kubernetes", "urllib3", "github", "kopf.objects"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     from ..task_rules import rules_from_env
 
