@@ -77,27 +77,9 @@ def current_namespace(context: Optional[str] = None, kubeconfig: Optional[str] =
 
 def explain(exc: ApiException, what: str) -> KubeError:
     """One line a user can act on, from an API error."""
-    import json
+    from .light import explain_http
 
-    message = ""
-    try:
-        body = json.loads(exc.body or "{}")
-        message = body.get("message", "")
-        reason = body.get("reason", "")
-    except (ValueError, TypeError):
-        reason = ""
-    if exc.status == 404 and "amptask" in what and "could not find the requested resource" in message:
-        return KubeError("the AmpTask CRD is not installed (kubectl apply -f crds/amptask.yaml)",
-                         404, "NotFound")
-    if exc.status == 403:
-        return KubeError(f"permission denied: {message or what}", 403, "Forbidden")
-    if exc.status == 422:
-        return KubeError(f"rejected by the API server: {message}", 422, "Invalid")
-    if exc.status == 409:
-        return KubeError(f"conflict: {message or what}", 409, reason or "Conflict")
-    if exc.status == 404:
-        return KubeError(f"not found: {message or what}", 404, "NotFound")
-    return KubeError(f"{what} failed: HTTP {exc.status} {message or exc.reason}", exc.status, reason)
+    return explain_http(exc.status, exc.body, what, exc.reason or "")
 
 
 def _raw(what: str, fn: Callable, *args: Any, **kwargs: Any) -> dict:
