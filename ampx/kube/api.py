@@ -245,7 +245,7 @@ class KubeApi:
 def _kopf_needs() -> None:
     """What kopf itself calls for the operator's handlers (`ampx.kube.operator`): it lists and
     watches AmpTasks and attempt Jobs, posts Kubernetes Events for warnings, and patches each
-    AmpTask to add and remove its finalizer (a timer handler stops cleanly only with one)."""
+    AmpTask to remove the finalizer an older operator (with a per-task timer) added."""
 
 
 for _perm in (("ampx.dev", PLURAL, "list"), ("ampx.dev", PLURAL, "watch"), ("ampx.dev", PLURAL, "patch"),
