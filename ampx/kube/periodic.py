@@ -1,7 +1,8 @@
 """The operator's one periodic loop: only what time alone can change (see `ampx.kube.timed`).
 
-A thread wakes every second, reads the watch-fed task bodies (no request) and acts on the few
-tasks due: CI polls grouped by repository on `CiSchedule`'s cadence, spent time budgets,
+A thread wakes every second, reads the watch-fed task bodies (no request) and hands the few
+tasks due to a small pool (a slow follow-up, e.g. opening a PR after green CI, delays no other
+task; a task already in hand is not handed out twice): CI polls grouped by repository on `CiSchedule`'s cadence, spent time budgets,
 GitHub actions whose retry time has come, and every AMPX_RESYNC_SECONDS (60) a safety pass
 over the tasks that still want work (a reconcile with nothing to do sends nothing either).
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Optional
 
 from ..engine import Engine, parse_iso, utcnow
@@ -30,6 +32,9 @@ class Periodic:
         self._next_resync = time.monotonic() + self.resync
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
+        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="ampx-periodic-work")
+        self._busy: set[str] = set()
+        self._busy_lock = threading.Lock()
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="ampx-periodic", daemon=True)
@@ -39,6 +44,30 @@ class Periodic:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _submit(self, key: str, fn: Any, *args: Any) -> bool:
+        """Run `fn(*args)` in the pool unless work under `key` is still running."""
+        with self._busy_lock:
+            if key in self._busy:
+                return False
+            self._busy.add(key)
+
+        def run() -> None:
+            try:
+                fn(*args)
+            finally:
+                with self._busy_lock:
+                    self._busy.discard(key)
+
+        self._pool.submit(run)
+        return True
+
+    def drain(self, timeout: float = 30.0) -> None:
+        """Wait until no work is in hand (tests)."""
+        deadline = time.monotonic() + timeout
+        while self._busy and time.monotonic() < deadline:
+            time.sleep(0.01)
 
     def _run(self) -> None:
         while not self._stop.wait(self.tick):
@@ -57,7 +86,7 @@ class Periodic:
             self._next_resync = time.monotonic() + self.resync
             due |= {b["metadata"]["name"] for b in bodies if wants_work(b)}
         for name in sorted(due):
-            self._guarded(name, self.engine.reconcile, name)
+            self._submit("reconcile:" + name, self._guarded, name, self.engine.reconcile, name)
 
     def poll_ci(self, bodies: list[Any]) -> None:
         """Per repository, the tasks whose poll is due (`CiSchedule`), polled now."""
@@ -68,13 +97,19 @@ class Periodic:
             if not due:
                 continue
             if poll_repository is not None:
-                retry = self._guarded(repo, poll_repository, repo, [n for n, _ in due])
-                for name, since in due:
-                    self.schedule.after_poll(name, time.monotonic(), _waited(since), retry)
+                self._submit("ci-repo:" + repo, self._poll_repository, poll_repository, repo, due)
                 continue
             for name, since in due:
-                retry = self._guarded(name, self.engine.poll_ci, name)
-                self.schedule.after_poll(name, time.monotonic(), _waited(since), retry)
+                self._submit("ci:" + name, self._poll_task, name, since)
+
+    def _poll_task(self, name: str, since: Optional[str]) -> None:
+        retry = self._guarded(name, self.engine.poll_ci, name)
+        self.schedule.after_poll(name, time.monotonic(), _waited(since), retry)
+
+    def _poll_repository(self, poll: Any, repo: str, due: list) -> None:
+        retry = self._guarded(repo, poll, repo, [name for name, _ in due])
+        for name, since in due:
+            self.schedule.after_poll(name, time.monotonic(), _waited(since), retry)
 
     @staticmethod
     def _guarded(what: str, fn: Any, *args: Any) -> Any:

@@ -87,3 +87,48 @@ def test_two_candidates_one_leader_and_takeover_after_expiry(kube_api_client):
     assert lease["spec"]["holderIdentity"] == "b" and lease["spec"]["leaseTransitions"] == 1
     b.release()  # a clean shutdown hands over at once
     assert a.try_acquire()
+
+
+class RecordingEngine:
+    """The two engine entry points the periodic loop calls, recorded."""
+
+    def __init__(self):
+        self.polled, self.reconciled, self.held = [], [], {"t-retry"}
+
+    def poll_ci(self, name):
+        self.polled.append(name)
+
+    def reconcile(self, name):
+        self.reconciled.append(name)
+
+    def retry_due(self):
+        due, self.held = self.held, set()
+        return due
+
+
+def test_the_periodic_loop_polls_due_ci_once_and_reconciles_only_what_time_changed():
+    from ampx.kube.periodic import Periodic
+    from ampx.schedule import CiSchedule, PollSchedule
+
+    cache = TaskCache()
+    for b in (body("a", "1", phase="running", stage="ci", ci={"sha": "x"}, repo="o/r1"),
+              body("b", "1", phase="running", stage="ci", ci={"sha": "y"}, repo="o/r2"),
+              body("idle", "1", phase="running", stage="agent"),
+              body("late", "1", phase="running", stage="agent", runStartedAt="2020-01-01T00:00:00Z",
+                   limits={"taskTimeoutMinutes": 1}),
+              body("done", "1", phase="success", stage="done")):
+        cache.put(b)
+    engine = RecordingEngine()
+    loop = Periodic(engine, cache, CiSchedule(PollSchedule(fast=5, maximum=60)), resync=3600)
+    loop.run_once()
+    loop.drain()
+    assert sorted(engine.polled) == ["a", "b"]
+    assert sorted(engine.reconciled) == ["late", "t-retry"]  # not "idle", not "done"
+    loop.run_once()
+    loop.drain()
+    assert sorted(engine.polled) == ["a", "b"]  # not due again for 5 s
+    loop.resync, loop._next_resync = 0, 0  # the safety pass: every unfinished task
+    loop.run_once()
+    loop.drain()
+    assert sorted(set(engine.reconciled)) == ["a", "b", "idle", "late", "t-retry"]
+    loop.stop()
