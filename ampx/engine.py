@@ -48,14 +48,6 @@ class Deferred(RetryLater):
     """An action GitHub asked us to hold off (Retry-After) and whose time has not come."""
 
 
-class _Reread(Exception):
-    """The attempt's Job has ended: judge it on the task read after the Job, not before."""
-
-    def __init__(self, task: AmpTask) -> None:
-        super().__init__(task.name)
-        self.task = task
-
-
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
@@ -261,27 +253,11 @@ class Engine:
         candidates.append(self.budget_event(task))
         st = task.status
         if st.stage == Stage.AGENT and st.attempts and st.phase and st.phase.active:
-            seen = self.launcher.state(task, st.attempts)
-            if seen.state in ("succeeded", "failed"):
-                self._check_fresh(task)
-            candidates.append(process_event(st, seen))
+            candidates.append(process_event(st, self.launcher.state(task, st.attempts)))
         for e in candidates:
             if e is not None and e not in skip:
                 return e
         return None
-
-    def _check_fresh(self, task: AmpTask) -> None:
-        """A worker reports, then exits: a task read before its Job ended may lack the report.
-        A store that can read the task again (the watch-fed one) is asked once; a newer task
-        is judged instead (raises `_Reread`)."""
-        report = task.status.reports.get(str(task.status.attempts))
-        reload = getattr(self.store, "reload", None)
-        if (report is not None and report.outcome is not None) or reload is None:
-            return
-        fresh = reload(task.name)
-        if fresh is not None and fresh.metadata.get("resourceVersion") != \
-                task.metadata.get("resourceVersion"):
-            raise _Reread(fresh)
 
     def retry_due(self) -> set[str]:
         """Tasks with a GitHub action or admission held off whose time has come (handed out
@@ -362,11 +338,7 @@ class Engine:
                 return task
             skip: set = set()
             for _ in range(25):
-                try:
-                    event = self.next_event(task, skip)
-                except _Reread as newer:
-                    task = newer.task
-                    continue
+                event = self.next_event(task, skip)
                 if event is None:
                     break
                 task, d = self.apply(task, event)

@@ -39,7 +39,9 @@ from ..record import record
 from ..settings import GitHubSettings, env, register_env_secrets
 from ..task_rules import rules_from_env
 from .api import KubeApi, load_config
+from .attempt_secret import PushTokens
 from .jobs import KubeLauncher, KubeStore, WorkerSettings, status_patch, to_task
+from .masking import AgentKeyMask
 from .periodic import Periodic
 from .views import JobView, TaskCache, job_summary
 
@@ -54,6 +56,7 @@ class OperatorState:
     schedule: CiSchedule
     history: Any = None
     branch_prefix: str = "amp/"
+    masks: Any = None
     tasks: TaskCache = field(default_factory=TaskCache)
     jobs: Optional[JobView] = None
     periodic: Optional[Periodic] = None
@@ -89,12 +92,16 @@ def build_state() -> OperatorState:
         if history is not None:
             record(history, task)
 
+    workers = WorkerSettings.from_env()
+    # the App key stays here: each attempt gets a push token minted for its repository
+    tokens = PushTokens.from_settings(GitHubSettings.from_env())
     tasks, jobs = TaskCache(), JobView(api.get_job)
     engine = Engine(store=KubeStore(api, namespaces, tasks),
-                    launcher=KubeLauncher(api, WorkerSettings.from_env(), jobs),
+                    launcher=KubeLauncher(api, workers, tokens, jobs=jobs, cache=tasks),
                     forge=_forge(), on_change=on_change, rules=lambda: rules)
+    masks = AgentKeyMask(api, workers.amp_secret, workers.amp_secret_key)
     return OperatorState(api, engine, namespaces, CiSchedule(), history, rules.branch_prefix,
-                         tasks, jobs)
+                         masks, tasks, jobs)
 
 
 @kopf.on.startup()
@@ -104,7 +111,7 @@ def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.server_timeout = 300
     settings.execution.max_workers = 8
     op = STATE["op"] = build_state()
-    op.periodic = Periodic(op.engine, op.tasks, op.schedule)
+    op.periodic = Periodic(op.engine, op.tasks, op.schedule, before_ci=op.masks.ensure)
     op.periodic.start()
 
 
@@ -171,6 +178,7 @@ def task_event(type: str, body: Any, name: str, namespace: str, attempt_jobs: ko
         return
     op.namespaces[name] = namespace
     op.tasks.put(body)
+    op.masks.ensure(namespace)  # before any CI output of this namespace is copied
     try:
         if _refuse_invalid(op, body, name, namespace):
             return

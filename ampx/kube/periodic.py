@@ -26,8 +26,12 @@ log = logging.getLogger("ampx.operator")
 
 class Periodic:
     def __init__(self, engine: Engine, tasks: TaskCache, schedule: CiSchedule,
-                 tick: float = 1.0, resync: Optional[float] = None) -> None:
+                 tick: float = 1.0, resync: Optional[float] = None,
+                 before_ci: Optional[Any] = None) -> None:
         self.engine, self.tasks, self.schedule, self.tick = engine, tasks, schedule, tick
+        # called with each namespace that has tasks waiting on CI, before they are polled
+        # (the operator registers the namespace's agent key for masking; cached there)
+        self.before_ci = before_ci
         self.resync = float(resync if resync is not None else env_int("AMPX_RESYNC_SECONDS", 60))
         self._next_resync = time.monotonic() + self.resync
         self._stop = threading.Event()
@@ -91,7 +95,13 @@ class Periodic:
     def poll_ci(self, bodies: list[Any]) -> None:
         """Per repository, the tasks whose poll is due (`CiSchedule`), polled now."""
         poll_repository = getattr(self.engine, "poll_repository", None)
-        for repo, waiting in ci_groups(bodies).items():
+        groups = ci_groups(bodies)
+        if groups and self.before_ci is not None:
+            waiting = {n for group in groups.values() for n, _ in group}
+            for ns in {b["metadata"].get("namespace") for b in bodies
+                       if b["metadata"].get("name") in waiting}:
+                self._guarded(ns or "", self.before_ci, ns)
+        for repo, waiting in groups.items():
             now = time.monotonic()
             due = [(name, since) for name, since in waiting if self.schedule.due(name, now)]
             if not due:

@@ -127,8 +127,7 @@ class LocalAttempt:
         try:
             start = prepare(spec, token, private, workspace, log=self.log)
         except PrepareFailed as exc:
-            code, outcome = ((Exit.CONFIG, AttemptOutcome.CONFIG_ERROR) if exc.kind == "config"
-                             else (Exit.GIT_FAILED, AttemptOutcome.GIT_FAILED))
+            code, outcome = exc.outcome
             return self.finish(code, outcome, exc.reason)
         control.mkdir(parents=True, exist_ok=True)
         attempt_file = write_attempt_spec(spec, control / "attempt.json")

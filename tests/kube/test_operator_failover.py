@@ -14,10 +14,16 @@ from ampx.history.db import HistoryDB
 from ampx.sandbox.scenarios import Scenario, calc_with, unit_test_file, write
 from e2e.checks import assert_story, start, wait_all
 
-from test_operator_e2e import cluster  # noqa: F401  (the fixture: one operator, leading)
+from kube.cluster import running_cluster
 
 pytestmark = pytest.mark.e2e
 LEASES = "coordination.k8s.io/v1/leases"
+
+
+@pytest.fixture
+def cluster(world, kube_env, fake_kubelet, kube_spawn, tmp_path, monkeypatch):
+    """The e2e cluster with its first operator running (and leading)."""
+    yield from running_cluster(world, kube_env, fake_kubelet, kube_spawn, tmp_path, monkeypatch)
 
 
 def replica(cluster, identity):
