@@ -163,6 +163,8 @@ def measure(n: int, steady: float, ls_runs: int, root: Path, ci: bool) -> dict:
             if gh is not None:
                 out.update(ci_figures(server, gh, n, steady))
             op.stop()
+            if os.environ.get("AMPX_BENCH_LOG"):  # the operator's output, for a closer look
+                Path(os.environ["AMPX_BENCH_LOG"]).write_text(op.output)
             lsenv = server.env(PYTHONPATH=str(root), AMPX_BACKEND="kube", AMPX_OWNER="user0")
             kubectl = shutil.which("kubectl")
             ls = kc = None
