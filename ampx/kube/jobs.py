@@ -223,6 +223,8 @@ class KubeLauncher:
         except KubeError as exc:
             if exc.status != 409:  # AlreadyExists: this attempt was launched before
                 raise
+        if self.jobs is not None:  # it exists now, before the watch says so
+            self.jobs.created(task.namespace, task.name, name)
         return name
 
     def stop(self, task: AmpTask, number: int) -> None:

@@ -79,6 +79,14 @@ class JobView:
     def __init__(self, get_job: Callable[[str, str], Optional[dict]]) -> None:
         self._get_job = get_job
         self._index: Any = None
+        # Jobs this operator created that the watch has not shown yet: without them an attempt
+        # would look missing right after its start, and be started again
+        self._created: dict[tuple[str, str], dict] = {}
+        self._lock = threading.Lock()
+
+    def created(self, namespace: str, task: str, job: str) -> None:
+        with self._lock:
+            self._created[(namespace, job)] = job_summary(job, namespace, {})
 
     def attach(self, index: Any) -> None:
         self._index = index
@@ -93,8 +101,11 @@ class JobView:
         for body in _retrying(lambda: list(self._index.get(task, ()))):
             meta = body.get("metadata") or {}
             if meta.get("name") == job and meta.get("namespace") == namespace:
+                with self._lock:  # shown by the watch: from now on the index alone says
+                    self._created.pop((namespace, job), None)
                 return body
-        return None
+        with self._lock:
+            return self._created.get((namespace, job))
 
 
 def _retrying(read: Callable[[], list]) -> list:

@@ -132,3 +132,15 @@ def test_the_periodic_loop_polls_due_ci_once_and_reconciles_only_what_time_chang
     loop.drain()
     assert sorted(set(engine.reconciled)) == ["a", "b", "idle", "late", "t-retry"]
     loop.stop()
+
+
+def test_a_job_just_created_is_not_missing_before_the_watch_shows_it():
+    view = JobView(lambda ns, name: None)
+    index: dict = {}
+    view.attach(index)
+    view.created("default", "t1", "t1-a1")
+    assert view.read("default", "t1", "t1-a1")["metadata"]["name"] == "t1-a1"  # pending, not missing
+    index["t1"] = [{"metadata": {"name": "t1-a1", "namespace": "default"}, "status": {"active": 1}}]
+    assert view.read("default", "t1", "t1-a1")["status"] == {"active": 1}
+    index["t1"] = []  # deleted later (by anyone): the index alone says so
+    assert view.read("default", "t1", "t1-a1") is None
