@@ -3,7 +3,8 @@
 A thread wakes every second, reads the watch-fed task bodies (no request) and hands the few
 tasks due to a small pool (a slow follow-up, e.g. opening a PR after green CI, delays no other
 task; a task already in hand is not handed out twice): CI polls grouped by repository on `CiSchedule`'s cadence, spent time budgets,
-GitHub actions whose retry time has come, and every AMPX_RESYNC_SECONDS (60) a safety pass
+GitHub actions whose retry time has come, running attempts whose agent thread id is not known
+yet (every 5 s, until it is), and every AMPX_RESYNC_SECONDS (60) a safety pass
 over the tasks that still want work (a reconcile with nothing to do sends nothing either).
 """
 
@@ -18,7 +19,7 @@ from typing import Any, Optional
 from ..engine import Engine, parse_iso, utcnow
 from ..schedule import CiSchedule
 from ..settings import env_int
-from .timed import budget_spent, ci_groups, wants_work
+from .timed import budget_spent, ci_groups, thread_unknown, wants_work
 from .views import TaskCache
 
 log = logging.getLogger("ampx.operator")
@@ -34,6 +35,8 @@ class Periodic:
         self.before_ci = before_ci
         self.resync = float(resync if resync is not None else env_int("AMPX_RESYNC_SECONDS", 60))
         self._next_resync = time.monotonic() + self.resync
+        self.probe_every = 5.0  # running attempts without a thread id (see `thread_unknown`)
+        self._next_probe = 0.0
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="ampx-periodic-work")
@@ -86,6 +89,9 @@ class Periodic:
         now = utcnow()
         due = set(self.engine.retry_due())
         due |= {b["metadata"]["name"] for b in bodies if budget_spent(b, now)}
+        if time.monotonic() >= self._next_probe:
+            self._next_probe = time.monotonic() + self.probe_every
+            due |= {b["metadata"]["name"] for b in bodies if thread_unknown(b)}
         if time.monotonic() >= self._next_resync:
             self._next_resync = time.monotonic() + self.resync
             due |= {b["metadata"]["name"] for b in bodies if wants_work(b)}

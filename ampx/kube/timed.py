@@ -48,6 +48,20 @@ def budget_spent(body: Any, now: dt.datetime) -> bool:
     return (now - begun).total_seconds() >= limit * 60
 
 
+def thread_unknown(body: Any) -> bool:
+    """An attempt seen running whose agent thread id is not known yet: the operator reads it
+    from the agent's log at a bounded rate (`KubeLauncher._probe_thread`) until it is."""
+    st = _status(body)
+    n = st.get("attempts")
+    if st.get("phase") not in ACTIVE or st.get("stage") != "agent" or not n or st.get("threadId"):
+        return False
+    history = st.get("history") or []
+    last = history[-1] if history else {}
+    report = (st.get("reports") or {}).get(str(n)) or {}
+    return bool(last.get("startedAt")) and not last.get("finishedAt") and not report.get("threadId") \
+        and report.get("outcome") is None
+
+
 def wants_work(body: Any) -> bool:
     """Tasks the safety pass reconciles: not yet admitted, active, merging, or owing the
     review comment on a draft PR (everything else is finished and waits for a user)."""

@@ -144,3 +144,17 @@ def test_a_job_just_created_is_not_missing_before_the_watch_shows_it():
     assert view.read("default", "t1", "t1-a1")["status"] == {"active": 1}
     index["t1"] = []  # deleted later (by anyone): the index alone says so
     assert view.read("default", "t1", "t1-a1") is None
+
+
+def test_running_attempts_without_a_thread_are_probed_until_it_is_known():
+    from ampx.kube.timed import thread_unknown
+
+    running = body("r", "1", phase="running", stage="agent", attempts=1,
+                   history=[{"number": 1, "prompt": "p", "startedAt": "2026-01-01T00:00:00Z"}])
+    assert thread_unknown(running)
+    pending = body("p", "1", phase="queued", stage="agent", attempts=1,
+                   history=[{"number": 1, "prompt": "p"}])
+    assert not thread_unknown(pending)  # not seen running yet: no pod to read
+    known = body("k", "1", phase="running", stage="agent", attempts=1, reports={"1": {"threadId": "T-1"}},
+                 history=[{"number": 1, "prompt": "p", "startedAt": "2026-01-01T00:00:00Z"}])
+    assert not thread_unknown(known)
