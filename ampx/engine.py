@@ -296,6 +296,22 @@ class Engine:
                 return e
         return None
 
+    def retry_due(self) -> set[str]:
+        """Tasks with a GitHub action or admission held off whose time has come (handed out
+        once: a retry that is refused again sets a new time)."""
+        now = self.clock()
+        due = [key for key, at in list(self._not_before.items()) if at <= now]
+        for key in due:
+            self._not_before.pop(key, None)
+        return {name for name, _ in due}
+
+    def forget(self, name: str) -> None:
+        """A deleted task: drop what is held for it."""
+        for key in [k for k in list(self._not_before) if k[0] == name]:
+            self._not_before.pop(key, None)
+        with self._guard:
+            self._locks.pop(name, None)
+
     def budget_event(self, task: AmpTask) -> Optional[ev.Event]:
         """The whole-task time budget, if set and spent."""
         limit, st = task.spec.limits.task_timeout_minutes, task.status

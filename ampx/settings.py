@@ -39,6 +39,12 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "AMPX_HISTORY_DB": ("operator", "path of the SQLite history database"),
     "AMPX_CI_POLL_SECONDS": ("operator", "CI poll interval right after a push, default 5"),
     "AMPX_CI_POLL_MAX_SECONDS": ("operator", "longest CI poll interval, default 60"),
+    "AMPX_RESYNC_SECONDS": ("operator", "seconds between safety passes over unfinished tasks, "
+                                        "default 60 (events drive everything else)"),
+    "AMPX_OPERATOR_ID": ("operator", "this replica's name in the leader Lease, default the "
+                                     "pod (host) name"),
+    "AMPX_LEASE_NAMESPACE": ("operator", "namespace of the leader Lease, default the first "
+                                         "watched (or the operator's own) namespace"),
     "AMPX_BRANCH_PREFIX": ("operator", "prefix of every task branch, default amp/"),
     "AMPX_ALLOWED_REPOS": ("operator", "JSON: repository globs allowed to every namespace, or "
                                        "a map namespace -> globs; unset: every repository"),

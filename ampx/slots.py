@@ -145,7 +145,8 @@ class SlotBook:
             tkey = self._learn(task)
             due = self._due_of(task)
             self._due_number[tkey] = number
-            if self._due.get(tkey) != due:
+            moved = self._due.get(tkey) != due  # a task joins (or rejoins) the line
+            if moved:
                 self._due[tkey], self._plan = due, None
             current = self._current()
             if tkey in current.start:
@@ -156,10 +157,13 @@ class SlotBook:
                 self._turns[(due.namespace, due.owner)] = self._turn
                 self._reserved[attempt_key(task.namespace, task.name, number)] = (tkey, self.clock())
                 self._plan = None
-                return None
-            place = shown_place(current.place.get(tkey, len(current.place) + 1))
-            self._shown[tkey] = place
-            return place
+                place = None
+            else:
+                place = shown_place(current.place.get(tkey, len(current.place) + 1))
+                self._shown[tkey] = place
+        if moved or place is None:  # the others' places may have moved: they show it at once
+            self._wake()
+        return place
 
     def release(self, task: AmpTask, number: int) -> None:
         """The launch failed: the slot taken by `claim` is free again."""

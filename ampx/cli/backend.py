@@ -7,6 +7,7 @@ that lets `ampx` drive either runtime with the same commands and output.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import getpass
 import re
 import time
@@ -76,11 +77,27 @@ class KubeBackend:
 
     def __init__(self, namespace: Optional[str] = None, context: Optional[str] = None,
                  all_namespaces: bool = False) -> None:
-        from ..kube.api import KubeApi, current_namespace, load_config  # only for a cluster
+        from ..kube.light import LightReader
 
-        self.api = KubeApi(load_config(context=context))
-        self.namespace = namespace or current_namespace(context=context)
+        # lists go through the light reader when the kubeconfig allows (no `kubernetes` import:
+        # `ls` in kubectl's time); everything else through the full client, built on first use
+        self.context = context
+        self.reader = LightReader.from_kubeconfig(context=context)
+        if namespace is None and self.reader is None:
+            from ..kube.api import current_namespace
+
+            namespace = current_namespace(context=context)
+        self.namespace = namespace or self.reader.namespace  # type: ignore[union-attr]
         self.all_namespaces = all_namespaces
+
+    @functools.cached_property
+    def api(self):
+        from ..kube.api import KubeApi, load_config  # only for a cluster
+
+        return KubeApi(load_config(context=self.context))
+
+    def _lister(self):
+        return self.reader if self.reader is not None else self.api
 
     def _ns(self) -> Optional[str]:
         return None if self.all_namespaces else self.namespace
@@ -104,12 +121,17 @@ class KubeBackend:
 
     def list_docs(self, all_owners: bool, owner: str) -> list[dict]:
         """The AmpTasks as the API server sends them (what `ls` prints)."""
-        items = self.api.list_tasks(self._ns(), self._selector(all_owners, owner))["items"]
+        items = self._lister().list_tasks(self._ns(), self._selector(all_owners, owner))["items"]
+        if all_owners:
+            self._all = items
         return sorted(items, key=lambda i: i["metadata"]["name"])
 
     def all_ids(self) -> list[str]:
         """Every task name `resolve` could match: short ids are unique among these."""
-        return [i["metadata"]["name"] for i in self.api.list_tasks(self._ns())["items"]]
+        items = self.__dict__.pop("_all", None)  # the listing `ls` just made, used once
+        if items is None:
+            items = self._lister().list_tasks(self._ns())["items"]
+        return [i["metadata"]["name"] for i in items]
 
     def watch(self, all_owners: bool, owner: str) -> Iterator[tuple[str, AmpTask]]:
         """List, then follow the watch stream; when the server has compacted the resource

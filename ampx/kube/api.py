@@ -78,27 +78,9 @@ def current_namespace(context: Optional[str] = None, kubeconfig: Optional[str] =
 
 def explain(exc: ApiException, what: str) -> KubeError:
     """One line a user can act on, from an API error."""
-    import json
+    from .light import explain_http
 
-    message = ""
-    try:
-        body = json.loads(exc.body or "{}")
-        message = body.get("message", "")
-        reason = body.get("reason", "")
-    except (ValueError, TypeError):
-        reason = ""
-    if exc.status == 404 and "amptask" in what and "could not find the requested resource" in message:
-        return KubeError("the AmpTask CRD is not installed (kubectl apply -f crds/amptask.yaml)",
-                         404, "NotFound")
-    if exc.status == 403:
-        return KubeError(f"permission denied: {message or what}", 403, "Forbidden")
-    if exc.status == 422:
-        return KubeError(f"rejected by the API server: {message}", 422, "Invalid")
-    if exc.status == 409:
-        return KubeError(f"conflict: {message or what}", 409, reason or "Conflict")
-    if exc.status == 404:
-        return KubeError(f"not found: {message or what}", 404, "NotFound")
-    return KubeError(f"{what} failed: HTTP {exc.status} {message or exc.reason}", exc.status, reason)
+    return explain_http(exc.status, exc.body, what, exc.reason or "")
 
 
 def _raw(what: str, fn: Callable, *args: Any, **kwargs: Any) -> dict:
@@ -138,6 +120,32 @@ class KubeApi:
     @functools.cached_property
     def core(self) -> client.CoreV1Api:
         return client.CoreV1Api(self.api_client)
+
+    @functools.cached_property
+    def coordination(self) -> client.CoordinationV1Api:
+        return client.CoordinationV1Api(self.api_client)
+
+    # ---------------------------------------------------------------- the leader's Lease
+    @needs("operator", "coordination.k8s.io", "leases", "get")
+    def get_lease(self, ns: str, name: str, timeout: float = 5.0) -> Optional[dict]:
+        try:
+            return _raw(f"get lease {name}", self.coordination.read_namespaced_lease, name, ns,
+                        _request_timeout=timeout)
+        except KubeError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    @needs("operator", "coordination.k8s.io", "leases", "create")
+    def create_lease(self, ns: str, body: dict, timeout: float = 5.0) -> dict:
+        return _raw("create lease", self.coordination.create_namespaced_lease, ns, body,
+                    _request_timeout=timeout)
+
+    @needs("operator", "coordination.k8s.io", "leases", "update")
+    def replace_lease(self, ns: str, name: str, body: dict, timeout: float = 5.0) -> dict:
+        """PUT with the body's resourceVersion: a 409 when someone else wrote it since."""
+        return _raw(f"update lease {name}", self.coordination.replace_namespaced_lease, name, ns,
+                    body, _request_timeout=timeout)
 
     # ---------------------------------------------------------------- AmpTasks
     @needs("operator,cli", GROUP, PLURAL, "get")
@@ -284,7 +292,7 @@ class KubeApi:
 def _kopf_needs() -> None:
     """What kopf itself calls for the operator's handlers (`ampx.kube.operator`): it lists and
     watches AmpTasks and attempt Jobs, posts Kubernetes Events for warnings, and patches each
-    AmpTask to add and remove its finalizer (a timer handler stops cleanly only with one)."""
+    AmpTask to remove the finalizer an older operator (with a per-task timer) added."""
 
 
 for _perm in (("ampx.dev", PLURAL, "list"), ("ampx.dev", PLURAL, "watch"), ("ampx.dev", PLURAL, "patch"),

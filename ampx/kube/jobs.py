@@ -24,6 +24,7 @@ from ..core.observe import AttemptState
 from ..redact import redact
 from ..settings import env
 from .api import KubeApi, KubeError
+from .views import JobView, TaskCache
 from .attempt_secret import RENEW_BELOW_S, PushTokens, build_secret, secret_name, token_patch
 from .pod import build_pod_spec
 from .reports import (AGENT_CONTAINER, PREPARE_CONTAINER, REPORT_CONTAINER, THREAD_LOG_BYTES, BadReport,
@@ -169,11 +170,14 @@ class KubeLauncher:
 
     def __init__(self, api: KubeApi, settings: WorkerSettings,
                  tokens: Optional[PushTokens] = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 jobs: Optional[JobView] = None, cache: Optional[TaskCache] = None) -> None:
         self.api = api
         self.settings = settings
         self.tokens = tokens
         self.clock = clock
+        self.jobs = jobs  # the operator's watch-fed Jobs; None: GET each time
+        self.cache = cache  # the operator's watch-fed tasks: what `_record` writes goes there too
         self._expires: dict[str, Optional[float]] = {}  # Secret -> its token's expiry
         self._probed: dict[str, float] = {}  # Job -> last look for the thread id
 
@@ -219,6 +223,8 @@ class KubeLauncher:
         except KubeError as exc:
             if exc.status != 409:  # AlreadyExists: this attempt was launched before
                 raise
+        if self.jobs is not None:  # it exists now, before the watch says so
+            self.jobs.created(task.namespace, task.name, name)
         return name
 
     def stop(self, task: AmpTask, number: int) -> None:
@@ -237,7 +243,7 @@ class KubeLauncher:
 
     # ------------------------------------------------------------------ observing
     def state(self, task: AmpTask, number: int) -> AttemptState:
-        seen = job_state(self.api.get_job(task.namespace, job_name(task.name, number)))
+        seen = job_state(self.read_job(task, number))
         report = task.status.reports.get(str(number))
         final = report is not None and report.outcome is not None
         if seen.state in ("succeeded", "failed") and not final:
@@ -248,6 +254,12 @@ class KubeLauncher:
             self._renew(task, number)
             self._probe_thread(task, number, report)
         return seen
+
+    def read_job(self, task: AmpTask, number: int) -> Optional[dict]:
+        name = job_name(task.name, number)
+        if self.jobs is not None:
+            return self.jobs.read(task.namespace, task.name, name)
+        return self.api.get_job(task.namespace, name)
 
     def _pods(self, task: AmpTask, number: int) -> list[dict]:
         try:
@@ -349,32 +361,48 @@ class KubeLauncher:
 
     def _record(self, task: AmpTask, number: int, report: WorkerReport) -> None:
         """Write status.reports["<N>"] (a merge patch of that attempt's entry only)."""
-        self.api.patch_task_status(task.namespace, task.name,
-                                   {"reports": {str(number): report.wire()}})
+        body = self.api.patch_task_status(task.namespace, task.name,
+                                          {"reports": {str(number): report.wire()}})
+        if self.cache is not None:  # the view never lags the operator's own record
+            self.cache.put(body)
 
 
 class KubeStore:
     """AmpTasks in the API server (the launcher records the attempts' reports)."""
 
-    def __init__(self, api: KubeApi, namespace_of: dict[str, str]) -> None:
+    def __init__(self, api: KubeApi, namespace_of: dict[str, str],
+                 cache: Optional[TaskCache] = None) -> None:
         self.api = api
         self.namespace_of = namespace_of  # task name -> namespace (names are ULIDs: unique)
+        self.cache = cache  # the operator's watch-fed bodies; None: GET each time
 
     def load(self, name: str) -> Optional[AmpTask]:
+        body = self.cache.get(name) if self.cache is not None else None
+        if body is not None:
+            return to_task(body)
+        return self.reload(name)
+
+    def reload(self, name: str) -> Optional[AmpTask]:
+        """The task as the API server has it now (one GET), kept in the cache."""
         ns = self.namespace_of.get(name)
         if ns is None:
             return None
         try:
-            return to_task(self.api.get_task(ns, name))
+            body = self.api.get_task(ns, name)
         except KubeError as exc:
             if exc.status == 404:
                 return None
             raise
+        if self.cache is not None:
+            self.cache.put(body)
+        return to_task(body)
 
     def save_status(self, task: AmpTask, status) -> AmpTask:
         status = status.model_copy(update={"observed_generation": task.metadata.get("generation")})
-        body = status_patch(status)
-        return to_task(self.api.patch_task_status(task.namespace, task.name, body))
+        body = self.api.patch_task_status(task.namespace, task.name, status_patch(status))
+        if self.cache is not None:
+            self.cache.put(body)
+        return to_task(body)
 
 
 def status_patch(status) -> dict:

@@ -1,18 +1,24 @@
 """The kopf operator: thin handlers that hand every AmpTask and Job event to the engine.
 
-- AmpTask watch events (any change, including a worker's report) -> `engine.reconcile`.
-- Attempt Job events (labelled `ampx.dev/task`) -> reconcile the task they belong to.
-- A timer per AmpTask polls CI on the schedule of `CiSchedule` and reconciles, so an event
-  missed while the operator was down is picked up on the next tick.
+Watch-driven: the operator learns of every change from its two watch streams and reads nothing
+back in the steady state.
+- AmpTask events (any change, including a worker's report) -> the body goes into a `TaskCache`,
+  then `engine.reconcile` reads the task from there.
+- Attempt Jobs (labelled `ampx.dev/task`) are kept in a kopf index by task: the engine's
+  `Launcher` reads Job state from it; a Job event reconciles its task. kopf runs no handler
+  before the index is fully listed, so a restarted operator never takes a running Job for a
+  missing one.
+- One periodic loop (a thread, `Periodic`) does what only time can change: CI polls per
+  repository on `CiSchedule`'s cadence, time budgets, GitHub retries when due, and a slow
+  safety pass (every AMPX_RESYNC_SECONDS, 60) over tasks that still want work.
 Nothing is stored in kopf's annotations: the AmpTask status is the whole state.
 """
 
 from __future__ import annotations
 
 import logging
-import time
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Optional
 
 import kopf
 
@@ -24,12 +30,10 @@ from ..core.models import (
     TASK_LABEL,
     VERSION,
     AmpTaskSpec,
-    AmpTaskStatus,
     spec_problem,
 )
-from ..core.observe import pr_comment_due
 from ..core.decide import invalid_spec_status
-from ..engine import Engine, iso, parse_iso, utcnow
+from ..engine import Engine, iso, utcnow
 from ..schedule import CiSchedule
 from ..record import record
 from ..settings import GitHubSettings, env, register_env_secrets
@@ -39,6 +43,8 @@ from .attempt_secret import PushTokens
 from .capacity import job_changed, operator_capacity
 from .jobs import KubeLauncher, KubeStore, WorkerSettings, status_patch, to_task
 from .masking import AgentKeyMask
+from .periodic import Periodic
+from .views import JobView, TaskCache, job_summary
 
 log = logging.getLogger("ampx.operator")
 
@@ -53,6 +59,9 @@ class OperatorState:
     branch_prefix: str = "amp/"
     masks: Any = None
     slots: Any = None  # the concurrency limits' SlotBook (None: unlimited)
+    tasks: TaskCache = field(default_factory=TaskCache)
+    jobs: Optional[JobView] = None
+    periodic: Optional[Periodic] = None
 
 
 STATE: dict[str, OperatorState] = {}
@@ -88,14 +97,15 @@ def build_state() -> OperatorState:
     workers = WorkerSettings.from_env()
     # the App key stays here: each attempt gets a push token minted for its repository
     tokens = PushTokens.from_settings(GitHubSettings.from_env())
-    engine = Engine(store=KubeStore(api, namespaces),
-                    launcher=KubeLauncher(api, workers, tokens),
+    tasks, jobs = TaskCache(), JobView(api.get_job)
+    engine = Engine(store=KubeStore(api, namespaces, tasks),
+                    launcher=KubeLauncher(api, workers, tokens, jobs=jobs, cache=tasks),
                     forge=_forge(), on_change=on_change, rules=lambda: rules)
     masks = AgentKeyMask(api, workers.amp_secret, workers.amp_secret_key)
     # issue 12 (concurrency limits): the engine asks the book before it launches a Job
     engine.capacity = slots = operator_capacity(api, engine.reconcile)
     return OperatorState(api, engine, namespaces, CiSchedule(), history, rules.branch_prefix,
-                         masks, slots)
+                         masks, slots=slots, tasks=tasks, jobs=jobs)
 
 
 @kopf.on.startup()
@@ -104,7 +114,16 @@ def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300
     settings.execution.max_workers = 8
-    STATE["op"] = build_state()
+    op = STATE["op"] = build_state()
+    op.periodic = Periodic(op.engine, op.tasks, op.schedule, before_ci=op.masks.ensure)
+    op.periodic.start()
+
+
+@kopf.on.cleanup()
+def cleanup(**_: Any) -> None:
+    op = STATE.get("op")
+    if op is not None and op.periodic is not None:
+        op.periodic.stop()
 
 
 def _op() -> OperatorState:
@@ -125,7 +144,7 @@ def _defaults(op: OperatorState, body: Any, name: str, namespace: str) -> None:
     if OWNER_LABEL not in labels:
         patch.setdefault("metadata", {})["labels"] = {OWNER_LABEL: "unknown"}
     if patch:
-        op.api.patch_task(namespace, name, patch)
+        op.tasks.put(op.api.patch_task(namespace, name, patch))
 
 
 def _refuse_invalid(op: OperatorState, body: Any, name: str, namespace: str) -> bool:
@@ -135,23 +154,36 @@ def _refuse_invalid(op: OperatorState, body: Any, name: str, namespace: str) -> 
         return False
     status = body.get("status") or {}
     if status.get("phase") != "error" or status.get("summary") != problem:
-        op.api.patch_task_status(namespace, name,
-                                 status_patch(invalid_spec_status(problem, iso(utcnow()))))
+        op.tasks.put(op.api.patch_task_status(
+            namespace, name, status_patch(invalid_spec_status(problem, iso(utcnow())))))
         log.warning("task %s: %s", name, problem)
     return True
 
 
+@kopf.index("batch", "v1", "jobs", labels={TASK_LABEL: kopf.PRESENT})
+def attempt_jobs(name: str, namespace: str, labels: Any, status: Any, **_: Any) -> dict:
+    """Attempt Jobs by task: what `KubeLauncher.state` reads instead of a GET."""
+    return {labels[TASK_LABEL]: job_summary(name, namespace, status)}
+
+
 @kopf.on.event(GROUP, VERSION, PLURAL)
-def task_event(type: str, body: Any, name: str, namespace: str, **_: Any) -> None:
+def task_event(type: str, body: Any, name: str, namespace: str, attempt_jobs: kopf.Index,
+               **_: Any) -> None:
     op = _op()
+    if op.jobs is not None and not op.jobs.attached:
+        op.jobs.attach(attempt_jobs)  # fully listed: kopf runs handlers only after that
     if type == "DELETED":
         if op.slots is not None:  # issue 12: a deleted task leaves the line
             op.slots.forget(namespace, name, deleted=True)
         op.namespaces.pop(name, None)
+        op.tasks.drop(name)
+        op.engine.forget(name)
+        op.schedule.next_at.pop(name, None)
         if op.history is not None:
             op.history.mark_deleted(name, namespace=namespace)
         return
     op.namespaces[name] = namespace
+    op.tasks.put(body)
     op.masks.ensure(namespace)  # before any CI output of this namespace is copied
     try:
         if _refuse_invalid(op, body, name, namespace):
@@ -160,49 +192,21 @@ def task_event(type: str, body: Any, name: str, namespace: str, **_: Any) -> Non
             record(op.history, to_task(dict(body)))
         _defaults(op, body, name, namespace)
         op.engine.reconcile(name)
-    except Exception as exc:  # one line, not a traceback; the next tick retries
+    except Exception as exc:  # one line, not a traceback; the periodic pass retries
         log.warning("task %s: %s", name, exc)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={TASK_LABEL: kopf.PRESENT})
-def job_event(type: str, body: Any, namespace: str, **_: Any) -> None:
+def job_event(type: str, body: Any, namespace: str, attempt_jobs: kopf.Index, **_: Any) -> None:
     op = _op()
-    task = body.get("metadata", {}).get("labels", {}).get(TASK_LABEL)
-    if not task:
-        return
-    op.namespaces[task] = namespace
+    if op.jobs is not None and not op.jobs.attached:
+        op.jobs.attach(attempt_jobs)
     if op.slots is not None:  # issue 12: a Job holds a slot until it finishes or is deleted
         job_changed(op.slots, type, dict(body), namespace)
+    task = body.get("metadata", {}).get("labels", {}).get(TASK_LABEL)
+    if not task or task not in op.namespaces:  # a task not seen (yet): its own event comes
+        return
     try:
         op.engine.reconcile(task)
-    except Exception as exc:  # one line, not a traceback; the next tick retries
+    except Exception as exc:  # one line, not a traceback; the periodic pass retries
         log.warning("task %s: %s", task, exc)
-
-
-@kopf.timer(GROUP, VERSION, PLURAL, interval=1.0, sharp=False)
-def tick(body: Any, name: str, namespace: str, **_: Any) -> None:
-    """Poll CI when due and reconcile active tasks (this is what makes a missed event harmless)."""
-    op = _op()
-    op.namespaces[name] = namespace
-    op.masks.ensure(namespace)
-    status = body.get("status") or {}
-    phase = status.get("phase")
-    if phase not in (None, "queued", "running", "retrying") and status.get("prState") != "merging" \
-            and not (phase == "needs_review" and status.get("prState") == "draft"
-                     and pr_comment_due(AmpTaskStatus.model_validate(status))):
-        return
-    now = time.monotonic()
-    try:
-        if phase is None and _refuse_invalid(op, body, name, namespace):
-            return
-        if status.get("stage") == "ci":
-            if op.schedule.due(name, now):
-                since = (status.get("ci") or {}).get("since")
-                waited = (utcnow() - parse_iso(since)).total_seconds() if since else 0.0
-                retry = op.engine.poll_ci(name)
-                op.schedule.after_poll(name, time.monotonic(), waited, retry)
-        elif op.schedule.due(name + "/reconcile", now):
-            op.engine.reconcile(name)
-            op.schedule.next_at[name + "/reconcile"] = now + op.schedule.fast
-    except Exception as exc:  # one line, not a traceback; the next tick retries
-        log.warning("task %s: %s", name, exc)

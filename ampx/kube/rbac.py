@@ -33,6 +33,8 @@ OPERATOR = frozenset(
     + P("", "pods", "list")
     + P("", "pods/log", "get")
     + P("", "events", "create")
+    # leader election between replicas: one Lease in the operator's (first) namespace
+    + P("coordination.k8s.io", "leases", "get", "create", "update")
     # the per-attempt Secret <task>-a<N>: created with the push token, renewed, deleted
     + P("", "secrets", "create", "patch", "delete")
     # the agent's key, read only to mask it (it turns up in CI logs); no other Secret

@@ -111,6 +111,24 @@ def test_limit_one_holds_back_starts_shows_places_and_wakes_the_next_owner_first
     assert len(launcher.active()) == 1
 
 
+def test_a_task_joining_ahead_wakes_the_one_whose_place_moved():
+    """No tick refreshes places on Kubernetes: the book must name a2 the moment b1 joins
+    ahead of it, or a2 keeps saying '1st in line' beside b1's '1st in line'."""
+    store, launcher, book, engine, woken = setup(Limits(per_namespace=1))
+    for name, owner in (("a1", "alice"), ("a2", "alice")):
+        store.add(name, owner)
+        engine.reconcile(name)
+    assert store.tasks["a2"].status.queue_position == 1
+    woken.clear()
+    store.add("b1", "bob")
+    engine.reconcile("b1")  # bob has nothing running: he goes first
+    assert store.tasks["b1"].status.queue_position == 1
+    assert "team/a2" in woken, "a2's place moved to 2nd: it is woken at once"
+    for key in woken:
+        engine.reconcile(key.split("/")[1])
+    assert store.tasks["a2"].status.queue_position == 2
+
+
 def test_two_claims_in_a_row_never_both_get_the_last_slot():
     store, launcher, book, engine, _ = setup(Limits(per_namespace=1))
     store.add("a1", "alice")

@@ -132,6 +132,9 @@ NOT_SET_BY_CHART = {
     "AMPX_GITHUB_APP_PRIVATE_KEY": "the key is mounted as a file from its Secret "
                                    "(AMPX_GITHUB_APP_PRIVATE_KEY_FILE), never put in the pod spec",
     "GITHUB_TOKEN": "personal-token fallback of the local runtime; a cluster uses the GitHub App",
+    "AMPX_RESYNC_SECONDS": "the safety pass's period: a tuning knob, 60 s by default",
+    "AMPX_LEASE_NAMESPACE": "the Lease lives where the operator's Role grants it (first watched "
+                            "namespace, or the operator's own cluster-wide)",
 }
 # Set only when the value is given (empty means unset to the code anyway).
 # from github.appId, amp.url, worker.git.*, worker.agentCommand
