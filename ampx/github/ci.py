@@ -28,7 +28,7 @@ from ampx.schedule import PollSchedule, poll_interval  # noqa: F401  (re-exporte
 
 from .auth import TokenProvider
 from .client import ApiStats, Backoff, RestClient
-from .errors import GitHubError, GitHubNotFound, GitHubPermissionError
+from .errors import GitHubError, GitHubNotFound, GitHubPermissionError, RetryLater
 from .excerpt import (
     EXCERPT_LIMIT, EXCERPT_SECONDS, JobLog, build_excerpt, signature, steps_from_api, target_ordinal,
 )
@@ -45,6 +45,17 @@ FAILED_JOB_CONCLUSIONS = frozenset({"failure", "timed_out"})
 RERUNNABLE_CONCLUSIONS = frozenset({"failure", "timed_out"})
 #: Logs fetched per red observation at most (one request each, plus the redirect).
 MAX_LOGS = 6
+#: Runs in the repository-wide page (GitHub's maximum page size).
+REPO_PAGE = 100
+#: A commit whose oldest run sits this close to the end of a full page may have more runs on
+#: the next page: it is asked for by ``head_sha`` instead of trusting the page.
+PAGE_MARGIN = 10
+#: Seconds between per-commit fallback queries of one commit (mostly free 304s).
+FALLBACK_EVERY = 30.0
+#: A repository polled within this many seconds shares the polling budget.
+ACTIVE_WINDOW = 180.0
+#: Observations remembered per commit (bounded: waiting commits are far fewer).
+OBS_CACHE = 16384
 #: After asking for a re-run, a run still showing its old completed attempt is reported as
 #: pending for this long (GitHub takes a moment to queue the new attempt).
 RERUN_GRACE_SECONDS = 120.0
@@ -109,6 +120,16 @@ class CiObservation:
         return None
 
 
+@dataclass(frozen=True)
+class RepoPoll:
+    """One repository-wide poll: each ``(sha, event)``'s observation (or the error reading
+    it), and the least seconds before the next counted poll of the repository (None: any
+    time; the page had not changed)."""
+
+    observations: dict[tuple[str, str], "CiObservation | Exception"]
+    spacing: Optional[float] = None
+
+
 def _run_info(r: dict[str, Any]) -> RunInfo:
     return RunInfo(
         id=int(r["id"]),
@@ -170,6 +191,17 @@ class CiWatcher:
         # (repo, sha, branch, event) -> (ETag of the runs list, observation)
         self._last: dict[tuple[str, str, Optional[str], str], tuple[Optional[str], CiObservation]] = {}
         self._reruns: dict[tuple[str, int], tuple[int, float]] = {}
+        # (repo, sha, event) -> (fingerprint of the commit's latest runs, observation): a
+        # repository-wide answer that changed for other commits reuses this one's observation
+        self._by_commit: dict[tuple[str, str, str], tuple[tuple, CiObservation]] = {}
+        # (repo, sha, event) -> clock of the last per-commit fallback query
+        self._fallback_at: dict[tuple[str, str, str], float] = {}
+        # repository -> clock of its last repository-wide poll (who shares the budget)
+        self._active: dict[str, float] = {}
+        #: Seconds between per-commit queries for a commit not in the repository's recent page.
+        self.fallback_every = FALLBACK_EVERY
+        #: Runs per repository-wide page (GitHub allows up to 100).
+        self.page_size = REPO_PAGE
 
     @property
     def stats(self) -> ApiStats:
@@ -216,6 +248,105 @@ class CiWatcher:
                 self._last.pop(next(iter(self._last)))
         log.debug("CI %s@%s: %s (%d runs)", repo.full_name, sha[:12], obs.state, len(runs))
         return obs
+
+    def poll_repository(self, repo: RepoRef, wanted: list[tuple[str, str]]) -> "RepoPoll":
+        """One observation for each ``(sha, event)`` of ``repo``, at the cost of one
+        conditional request per event for the whole repository: its recent runs
+        (``per_page=100``), matched to the commits. A commit not in that page is asked for by
+        ``head_sha`` (conditional too, at most every ``fallback_every`` s) unless the page
+        holds every run of the repository (then it has none yet). RetryLater and
+        GitHubNotFound for the repository-wide request are raised; a failed per-commit
+        query or log read is returned in that commit's slot.
+
+        ``RepoPoll.spacing``: when the page changed (a counted request), the least seconds
+        before this repository is polled again, so that every active repository together
+        stays within the budget's share of the hourly quota."""
+        out: dict[tuple[str, str], CiObservation | Exception] = {}
+        counted = False
+        now = self.clock()
+        with self._lock:
+            self._active[repo.full_name.lower()] = now
+            for k in [k for k, at in self._active.items() if now - at > ACTIVE_WINDOW]:
+                del self._active[k]
+            active = len(self._active)
+        by_event: dict[str, list[str]] = {}
+        for sha, event in dict.fromkeys(wanted):
+            by_event.setdefault(event, []).append(sha)
+        for event, shas in by_event.items():
+            try:
+                resp = self.rest.get_json(
+                    repo, f"{self._base(repo)}/actions/runs",
+                    params={"event": event, "per_page": self.page_size, "exclude_pull_requests": "true"},
+                    conditional=True,
+                )
+            except GitHubNotFound:
+                raise GitHubNotFound(
+                    f"repository {repo.full_name} not found (or the credentials cannot see it)", status=404
+                ) from None
+            counted = counted or not resp.not_modified
+            body = resp.data if isinstance(resp.data, dict) else {}
+            page = list(body.get("workflow_runs") or [])
+            complete = int(body.get("total_count") or 0) <= len(page)
+            position: dict[str, int] = {}
+            for i, r in enumerate(page):
+                position[str(r.get("head_sha"))] = i  # the oldest run of each commit
+            for sha in shas:
+                at = position.get(sha)
+                margin = min(PAGE_MARGIN, len(page) // 10)
+                if at is not None and (complete or at < len(page) - 1 - margin):
+                    try:
+                        out[(sha, event)] = self._observe_commit(repo, sha, event, latest_runs(page, sha, None))
+                    except (RetryLater, GitHubError) as exc:
+                        out[(sha, event)] = exc
+                elif at is None and complete:
+                    out[(sha, event)] = self._observe_commit(repo, sha, event, [])
+                else:
+                    out[(sha, event)] = self._fallback(repo, sha, event)
+        spacing = self.rest.budget.poll_spacing(active) if counted else None
+        return RepoPoll(out, spacing)
+
+    def _fallback(self, repo: RepoRef, sha: str, event: str) -> CiObservation | Exception:
+        """The per-commit query for a commit the recent page does not settle, spaced out."""
+        key = (repo.full_name.lower(), sha, event)
+        now = self.clock()
+        with self._lock:
+            last = self._fallback_at.get(key)
+            cached = self._by_commit.get(key)
+        if last is not None and cached is not None and now - last < self.fallback_every:
+            return cached[1]
+        try:
+            obs = self.poll(repo, sha, None, event)
+        except (RetryLater, GitHubError) as exc:
+            return exc
+        with self._lock:
+            self._fallback_at[key] = now
+            self._by_commit[key] = ((), obs)
+            self._trim()
+        return obs
+
+    def _observe_commit(self, repo: RepoRef, sha: str, event: str, runs: list[RunInfo]) -> CiObservation:
+        """The observation for a commit's latest runs, reused while they have not changed (a red
+        commit's logs are read once) and no re-run is awaited in the repository."""
+        key = (repo.full_name.lower(), sha, event)
+        fingerprint = tuple((r.id, r.status, r.conclusion, r.run_attempt) for r in runs)
+        with self._lock:
+            cached = self._by_commit.get(key)
+            pending_rerun = any(k[0] == key[0] for k in self._reruns)
+        if cached is not None and cached[0] == fingerprint and not pending_rerun:
+            return cached[1]
+        obs = self._observe(repo, runs)
+        with self._lock:
+            self._by_commit[key] = (fingerprint, obs)
+            self._fallback_at.pop(key, None)
+            self._trim()
+        log.debug("CI %s@%s: %s (%d runs, repository page)", repo.full_name, sha[:12], obs.state, len(runs))
+        return obs
+
+    def _trim(self) -> None:
+        while len(self._by_commit) > OBS_CACHE:
+            k = next(iter(self._by_commit))
+            self._by_commit.pop(k)
+            self._fallback_at.pop(k, None)
 
     def _awaiting_rerun(self, repo: RepoRef, run: RunInfo) -> bool:
         k = (repo.full_name.lower(), run.id)

@@ -11,7 +11,7 @@ from ampx.core.repo import RepoRef, parse_repo
 from ampx.settings import GitHubSettings
 
 from .auth import TokenProvider, provider_from_settings
-from .ci import CiObservation, CiWatcher, PollSchedule
+from .ci import CiObservation, CiWatcher, PollSchedule, RepoPoll
 from .client import ApiStats, Backoff, PyGithubFactory, RestClient
 from .pulls import MergeResult, OpenedPull, Pulls
 
@@ -75,6 +75,11 @@ class GitHubService:
     def poll_ci(self, repo: RepoRef | str, sha: str, branch: Optional[str] = None,
                 event: str = "push") -> CiObservation:
         return self.ci.poll(_ref(repo), sha, branch, event)
+
+    def poll_repository(self, repo: RepoRef | str, wanted: list[tuple[str, str]]) -> RepoPoll:
+        """CI of many commits of one repository at the cost of one conditional request per
+        event (see CiWatcher.poll_repository)."""
+        return self.ci.poll_repository(_ref(repo), wanted)
 
     def poll_interval(self, seconds_since_push: float) -> float:
         return self.ci.poll_interval(seconds_since_push)

@@ -21,8 +21,8 @@ from typing import Optional
 
 from ..core.models import ACTIVE_PHASES
 from ..core.observe import pr_comment_due
-from ..engine import Engine, parse_iso, utcnow
-from ..schedule import CiSchedule
+from ..engine import Engine
+from ..ci_poller import RepoSchedule, group_by_repository, seconds_since_push
 from ..settings import GitHubSettings, register_env_secrets
 from . import credentials, paths
 from .launcher import LocalLauncher
@@ -80,7 +80,7 @@ class Supervisor:
         self.store = store
         self.engine = Engine(store=store, launcher=launcher, forge=forge, rules=rules)
         self.tick_s = tick_s
-        self.schedule = CiSchedule()
+        self.schedule = RepoSchedule()
         self.stop = threading.Event()
         self._last_warning: dict[str, str] = {}
 
@@ -92,22 +92,29 @@ class Supervisor:
 
     def step(self) -> None:
         now = time.monotonic()
-        for task in self.store.list():
-            if not needs_attention(task):
-                continue
+        tasks = [t for t in self.store.list() if needs_attention(t)]
+        waiting = group_by_repository(tasks)
+        for task in tasks:
+            if task.status.stage and task.status.stage.value == "ci" and task.status.ci:
+                continue  # polled with its repository below
             try:
-                if task.status.stage and task.status.stage.value == "ci" and task.status.ci:
-                    if self.schedule.due(task.name, now):
-                        since = task.status.ci.since
-                        waited = (utcnow() - parse_iso(since)).total_seconds() if since else 0
-                        retry = self.engine.poll_ci(task.name)
-                        self.schedule.after_poll(task.name, time.monotonic(), waited, retry)
-                else:
-                    self.engine.reconcile(task.name)
+                self.engine.reconcile(task.name)
             except Exception as exc:  # one task's trouble must not stop the others
                 self._warn(task.name, str(exc))
             else:
                 self._last_warning.pop(task.name, None)
+        for repo, group in waiting.items():
+            if not self.schedule.due(repo, now):
+                continue
+            try:  # one request for every task of the repository waiting on CI
+                hint = self.engine.poll_repository(repo, [t.name for t in group])
+            except Exception as exc:
+                self._warn(repo, str(exc))
+                hint = None
+            else:
+                self._last_warning.pop(repo, None)
+            self.schedule.after_poll(repo, seconds_since_push(group), hint)
+        self.schedule.forget(waiting)
 
     def run(self) -> None:
         log.info("supervisor running on %s", self.store.path)
