@@ -11,6 +11,7 @@ from ampx.core.repo import RepoRef, parse_repo
 from ampx.settings import GitHubSettings
 
 from .auth import TokenProvider, provider_from_settings
+from .budget import RequestBudget
 from .ci import CiObservation, CiWatcher, PollSchedule, RepoPoll
 from .client import ApiStats, Backoff, PyGithubFactory, RestClient
 from .pulls import MergeResult, OpenedPull, Pulls
@@ -36,11 +37,12 @@ class GitHubService:
         timeout: float = 30.0,
         default_branch_ttl: float = 600.0,
         monotonic: Callable[[], float] = time.monotonic,
+        budget: Optional[RequestBudget] = None,
     ) -> None:
         self.provider = provider
         self.api_url = api_url.rstrip("/")
         self.git_url = git_url.rstrip("/")
-        self.rest = RestClient(self.api_url, provider, backoff=backoff, timeout=timeout)
+        self.rest = RestClient(self.api_url, provider, backoff=backoff, timeout=timeout, budget=budget)
         self.ci = CiWatcher(provider, self.api_url, rest=self.rest, schedule=schedule)
         self.factory = PyGithubFactory(self.api_url, provider, timeout=timeout)
         self.pulls = Pulls(self.factory, self.rest, mergeable_wait=mergeable_wait)

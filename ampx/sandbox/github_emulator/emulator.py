@@ -44,6 +44,7 @@ from .state import (
     WorkflowRun,
 )
 from .stats import Stats
+from .timed_runs import TimedRuns
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +111,8 @@ class GitHubEmulator:
             self.store, self.root_dir, concurrency=ci_concurrency, step_timeout=step_timeout, keep_workspaces=keep_workspaces
         )
         self._api = RestApi(self)
+        #: Runs that take minutes without executing anything (benchmarks), see timed_runs.py.
+        self.timed_runs = TimedRuns(self)
         self._blob_secret = secrets.token_bytes(32)
         self._server: EmulatorHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -140,6 +143,7 @@ class GitHubEmulator:
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None
+        self.timed_runs.stop()
         self.ci.shutdown()
 
     def __enter__(self) -> "GitHubEmulator":
