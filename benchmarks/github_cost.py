@@ -48,6 +48,8 @@ CI_ENDPOINTS = ("/actions/runs", "/actions/jobs")
 class MemStore:
     """Tasks in memory; notes when each task leaves CI (for the detection delay)."""
 
+    path = "(memory)"
+
     def __init__(self) -> None:
         self.tasks: dict[str, AmpTask] = {}
         self.lock = threading.Lock()

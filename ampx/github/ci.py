@@ -17,6 +17,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Callable, Literal, Optional
 from urllib.parse import quote
 
@@ -130,6 +131,33 @@ class RepoPoll:
     spacing: Optional[float] = None
 
 
+_SLIM = ("id", "head_sha", "head_branch", "workflow_id", "path", "name", "display_title",
+         "run_number", "status", "conclusion", "html_url", "run_attempt", "created_at")
+#: A commit's wait begins after its push, at most this long after (a worker's report).
+REPORT_SLACK = 120.0
+
+
+def _slim(r: dict[str, Any]) -> dict[str, Any]:
+    """What the watcher keeps of a run (a page's runs carry the whole repository object)."""
+    return {k: r.get(k) for k in _SLIM}
+
+
+def _created(r: dict[str, Any]) -> Optional[float]:
+    try:
+        return datetime.fromisoformat(str(r.get("created_at")).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def _after(since: Optional[dict[tuple[str, str], float]], key: tuple[str, str],
+           oldest: Optional[float]) -> bool:
+    """True when the commit was pushed after the page's oldest run was created: its runs, if
+    it had any, would be in the page."""
+    if since is None or oldest is None or key not in since:
+        return False
+    return since[key] - REPORT_SLACK >= oldest
+
+
 def _run_info(r: dict[str, Any]) -> RunInfo:
     return RunInfo(
         id=int(r["id"]),
@@ -196,6 +224,9 @@ class CiWatcher:
         self._by_commit: dict[tuple[str, str, str], tuple[tuple, CiObservation]] = {}
         # (repo, sha, event) -> clock of the last per-commit fallback query
         self._fallback_at: dict[tuple[str, str, str], float] = {}
+        # (repo, sha, event) -> {run id: the run as last seen}: runs that scrolled off the
+        # repository's recent page are still known
+        self._known: dict[tuple[str, str, str], dict[int, dict[str, Any]]] = {}
         # repository -> clock of its last repository-wide poll (who shares the budget)
         self._active: dict[str, float] = {}
         #: Seconds between per-commit queries for a commit not in the repository's recent page.
@@ -249,23 +280,30 @@ class CiWatcher:
         log.debug("CI %s@%s: %s (%d runs)", repo.full_name, sha[:12], obs.state, len(runs))
         return obs
 
-    def poll_repository(self, repo: RepoRef, wanted: list[tuple[str, str]]) -> "RepoPoll":
-        """One observation for each ``(sha, event)`` of ``repo``, at the cost of one
-        conditional request per event for the whole repository: its recent runs
-        (``per_page=100``), matched to the commits. A commit not in that page is asked for by
-        ``head_sha`` (conditional too, at most every ``fallback_every`` s) unless the page
-        holds every run of the repository (then it has none yet). RetryLater and
-        GitHubNotFound for the repository-wide request are raised; a failed per-commit
-        query or log read is returned in that commit's slot.
+    def poll_repository(self, repo: RepoRef, wanted: list[tuple[str, str]],
+                        since: Optional[dict[tuple[str, str], float]] = None) -> "RepoPoll":
+        """One observation for each ``(sha, event)`` of ``repo``, for one conditional request
+        per event for the whole repository: its most recent runs (``per_page=100``), matched
+        to the commits.
 
-        ``RepoPoll.spacing``: when the page changed (a counted request), the least seconds
-        before this repository is polled again, so that every active repository together
-        stays within the budget's share of the hourly quota."""
+        Runs of a waiting commit that have scrolled off that page are remembered from an
+        earlier answer; their completion shows at the top of the repository's recently
+        completed runs (``status=completed``), asked for only when such a commit exists. A
+        commit never seen with runs and not in the page is asked for by ``head_sha``
+        (conditional, at most every ``fallback_every`` s) unless the page holds every run of
+        the repository, or the commit's wait began (``since``: epoch seconds) after the
+        page's oldest run was created (its runs would be in the page: it has none yet).
+
+        RetryLater and GitHubNotFound for a repository-wide request are raised; a failed
+        per-commit query or log read is returned in that commit's slot. ``RepoPoll.spacing``:
+        after counted answers, the least seconds before the next poll of this repository, so
+        that the active repositories together stay within the budget's share of the quota."""
         out: dict[tuple[str, str], CiObservation | Exception] = {}
-        counted = False
+        counted = 0
         now = self.clock()
+        rkey = repo.full_name.lower()
         with self._lock:
-            self._active[repo.full_name.lower()] = now
+            self._active[rkey] = now
             for k in [k for k, at in self._active.items() if now - at > ACTIVE_WINDOW]:
                 del self._active[k]
             active = len(self._active)
@@ -273,37 +311,69 @@ class CiWatcher:
         for sha, event in dict.fromkeys(wanted):
             by_event.setdefault(event, []).append(sha)
         for event, shas in by_event.items():
-            try:
-                resp = self.rest.get_json(
-                    repo, f"{self._base(repo)}/actions/runs",
-                    params={"event": event, "per_page": self.page_size, "exclude_pull_requests": "true"},
-                    conditional=True,
-                )
-            except GitHubNotFound:
-                raise GitHubNotFound(
-                    f"repository {repo.full_name} not found (or the credentials cannot see it)", status=404
-                ) from None
-            counted = counted or not resp.not_modified
-            body = resp.data if isinstance(resp.data, dict) else {}
-            page = list(body.get("workflow_runs") or [])
-            complete = int(body.get("total_count") or 0) <= len(page)
-            position: dict[str, int] = {}
+            page, complete, not_modified = self._runs_page(repo, event, None)
+            counted += not not_modified
+            oldest = _created(page[-1]) if page else None
+            positions: dict[str, list[int]] = {}
             for i, r in enumerate(page):
-                position[str(r.get("head_sha"))] = i  # the oldest run of each commit
+                positions.setdefault(str(r.get("head_sha")), []).append(i)
+            margin = min(PAGE_MARGIN, len(page) // 10)
+            found: dict[str, dict[int, dict[str, Any]]] = {}
+            scrolled: list[str] = []
             for sha in shas:
-                at = position.get(sha)
-                margin = min(PAGE_MARGIN, len(page) // 10)
-                if at is not None and (complete or at < len(page) - 1 - margin):
-                    try:
-                        out[(sha, event)] = self._observe_commit(repo, sha, event, latest_runs(page, sha, None))
-                    except (RetryLater, GitHubError) as exc:
-                        out[(sha, event)] = exc
-                elif at is None and complete:
-                    out[(sha, event)] = self._observe_commit(repo, sha, event, [])
+                key = (rkey, sha, event)
+                with self._lock:
+                    known = dict(self._known.get(key, {}))
+                at = positions.get(sha)
+                fresh = {int(page[i]["id"]): _slim(page[i]) for i in at or ()}
+                runs = {**known, **fresh}
+                unsettled = [rid for rid, r in known.items() if rid not in fresh and r.get("status") != "completed"]
+                seen_whole = at is not None and (complete or max(at) < len(page) - 1 - margin)
+                if known or seen_whole:
+                    found[sha] = runs
+                    if unsettled and not complete:
+                        scrolled.append(sha)
+                elif at is None and (complete or _after(since, (sha, event), oldest)):
+                    found[sha] = {}
                 else:
                     out[(sha, event)] = self._fallback(repo, sha, event)
-        spacing = self.rest.budget.poll_spacing(active) if counted else None
+            if scrolled:  # their runs left the recent page: did they complete since?
+                done, _, nm = self._runs_page(repo, event, "completed")
+                counted += not nm
+                for r in done:
+                    sha = str(r.get("head_sha"))
+                    if sha in found and int(r["id"]) in found[sha]:
+                        found[sha][int(r["id"])] = _slim(r)
+            for sha, runs in found.items():
+                key = (rkey, sha, event)
+                if runs:
+                    with self._lock:
+                        self._known[key] = runs
+                try:
+                    out[(sha, event)] = self._observe_commit(
+                        repo, sha, event, latest_runs(list(runs.values()), sha, None))
+                except (RetryLater, GitHubError) as exc:
+                    out[(sha, event)] = exc
+        spacing = self.rest.budget.poll_spacing(active) * counted if counted else None
         return RepoPoll(out, spacing)
+
+    def _runs_page(self, repo: RepoRef, event: str, status: Optional[str]
+                   ) -> tuple[list[dict[str, Any]], bool, bool]:
+        """(runs newest first, whether they are all of them, whether GitHub said 304)."""
+        params: dict[str, Any] = {"event": event, "per_page": self.page_size,
+                                  "exclude_pull_requests": "true"}
+        if status:
+            params["status"] = status
+        try:
+            resp = self.rest.get_json(repo, f"{self._base(repo)}/actions/runs", params=params,
+                                      conditional=True)
+        except GitHubNotFound:
+            raise GitHubNotFound(
+                f"repository {repo.full_name} not found (or the credentials cannot see it)", status=404
+            ) from None
+        body = resp.data if isinstance(resp.data, dict) else {}
+        page = [r for r in body.get("workflow_runs") or [] if isinstance(r, dict) and "id" in r]
+        return page, int(body.get("total_count") or 0) <= len(page), resp.not_modified
 
     def _fallback(self, repo: RepoRef, sha: str, event: str) -> CiObservation | Exception:
         """The per-commit query for a commit the recent page does not settle, spaced out."""
@@ -321,6 +391,12 @@ class CiWatcher:
         with self._lock:
             self._fallback_at[key] = now
             self._by_commit[key] = ((), obs)
+            if obs.runs:  # seen whole: from now on the repository's pages keep it up to date
+                self._known[key] = {r.id: {"id": r.id, "head_sha": sha, "head_branch": r.head_branch,
+                                           "workflow_id": r.workflow_id, "name": r.name,
+                                           "run_number": 0, "status": r.status,
+                                           "conclusion": r.conclusion, "html_url": r.html_url,
+                                           "run_attempt": r.run_attempt} for r in obs.runs}
             self._trim()
         return obs
 
@@ -337,16 +413,16 @@ class CiWatcher:
         obs = self._observe(repo, runs)
         with self._lock:
             self._by_commit[key] = (fingerprint, obs)
-            self._fallback_at.pop(key, None)
             self._trim()
         log.debug("CI %s@%s: %s (%d runs, repository page)", repo.full_name, sha[:12], obs.state, len(runs))
         return obs
 
     def _trim(self) -> None:
-        while len(self._by_commit) > OBS_CACHE:
-            k = next(iter(self._by_commit))
-            self._by_commit.pop(k)
-            self._fallback_at.pop(k, None)
+        for cache in (self._by_commit, self._known):
+            while len(cache) > OBS_CACHE:
+                k = next(iter(cache))
+                cache.pop(k)
+                self._fallback_at.pop(k, None)
 
     def _awaiting_rerun(self, repo: RepoRef, run: RunInfo) -> bool:
         k = (repo.full_name.lower(), run.id)
