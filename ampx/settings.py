@@ -24,6 +24,8 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "AMP_API_KEY": ("worker", "Amp access token (from a Secret)"),
     "AMP_URL": ("worker", "Amp service address, passed through to the amp CLI"),
     "AMPX_AGENT_COMMAND": ("worker", "custom agent command template (overrides the profile)"),
+    "AMPX_AGENT_ENV": ("worker", "comma-separated names of extra variables passed to the agent's "
+                                 "scrubbed environment (never a GitHub or ampx credential)"),
     # Operator
     "AMPX_WORKER_IMAGE": ("operator", "image of the worker Jobs"),
     "AMPX_WORKER_IMAGE_PULL_POLICY": ("operator", "imagePullPolicy of the worker Jobs"),

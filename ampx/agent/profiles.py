@@ -47,6 +47,8 @@ class AgentProfile:
     secret_env: tuple[str, ...] = field(default_factory=tuple)
     # Environment variables that must be set, or the agent would wait for an interactive login.
     required_env: tuple[str, ...] = field(default_factory=tuple)
+    # Non-secret variables the agent reads (a service address): passed to its scrubbed env.
+    pass_env: tuple[str, ...] = field(default_factory=tuple)
 
     def uses_prompt_file(self, thread_id: str | None) -> bool:
         return any("{prompt_file}" in arg for arg in self.template(thread_id))
@@ -87,18 +89,21 @@ BUILTIN_PROFILES: dict[str, AgentProfile] = {
         new_thread_command=("amp", "threads", "new"),
         secret_env=("AMP_API_KEY",),
         required_env=("AMP_API_KEY",),
+        pass_env=("AMP_URL",),
     ),
     "claude": AgentProfile(
         name="claude",
         command=_CLAUDE,
         resume_command=_CLAUDE + ("--resume", "{thread_id}"),
         secret_env=("ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN"),
+        pass_env=("ANTHROPIC_BASE_URL",),
     ),
     "codex": AgentProfile(
         name="codex",
         command=_CODEX + ("-",),
         resume_command=_CODEX + ("resume", "{thread_id}", "-"),
         secret_env=("OPENAI_API_KEY", "CODEX_API_KEY"),
+        pass_env=("OPENAI_BASE_URL",),
     ),
 }
 

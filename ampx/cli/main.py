@@ -493,33 +493,9 @@ def operator(namespaces, all_namespaces, liveness, verbose):
 
 
 # ----------------------------------------------------------------------------- worker
-@cli.command()
-@click.option("--task", "task_name", required=True, help="AmpTask name.")
-@click.option("--attempt", "number", required=True, type=click.IntRange(1, 10_000))
-@click.option("-n", "--namespace", help="Namespace of the AmpTask (kube).")
-@click.option("--backend", type=click.Choice(["local", "kube"]), default="kube", show_default=True)
-def worker(task_name, number, namespace, backend):
-    """Run one attempt of a task (what each Job, or local attempt process, runs)."""
-    from ..worker.attempt import run_attempt
+from .worker_cmd import worker  # noqa: E402  (one attempt, or one of its isolated steps)
 
-    if backend == "kube":
-        from ..kube.api import current_namespace
-        from ..worker.clients import KubeTaskClient
-
-        client = KubeTaskClient(namespace or current_namespace())
-    else:
-        from ..local.paths import local_store
-        from ..worker.clients import LocalTaskClient
-
-        client = LocalTaskClient(local_store())
-    sys.exit(run_attempt(client, task_name, number, _token_source))
-
-
-def _token_source():
-    from ..github.auth import provider_from_settings
-    from ..settings import GitHubSettings
-
-    return provider_from_settings(GitHubSettings.from_env())
+cli.add_command(worker)
 
 
 # ----------------------------------------------------------------------------- export

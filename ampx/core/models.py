@@ -176,6 +176,9 @@ class Policy(_Model):
     """Per-task behaviour switches, all on the safe side by default."""
 
     tamper_guard: bool = True
+    # globs (fnmatch, `**` any depth) the tamper guard protects besides .github/** and .gitmodules
+    protected_paths: Annotated[list[Annotated[str, Field(min_length=1, max_length=200)]],
+                               Field(max_length=50)] = Field(default_factory=list)
     keep_work_on_stop: bool = True
     flaky_retry: bool = True
     stop_on_repeated_failure: bool = True

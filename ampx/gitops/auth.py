@@ -30,12 +30,13 @@ esac
 class GitAuth:
     """Token auth for git over HTTP(S). Use as a context manager or call :meth:`close`."""
 
-    def __init__(self, token: str, username: str = DEFAULT_USERNAME):
+    def __init__(self, token: str, username: str = DEFAULT_USERNAME, directory: str | None = None):
         if not token:
             raise ValueError("empty git token")
         register_secret(token)
         self._token = token
         self.username = username
+        self._parent = directory  # where the askpass script goes (a private directory)
         self._dir: str | None = None
 
     def __repr__(self) -> str:  # never show the token
@@ -44,7 +45,7 @@ class GitAuth:
     @property
     def askpass_path(self) -> Path:
         if self._dir is None:
-            self._dir = tempfile.mkdtemp(prefix="ampx-askpass-")
+            self._dir = tempfile.mkdtemp(prefix="ampx-askpass-", dir=self._parent)
             script = Path(self._dir) / "askpass.sh"
             script.write_text(ASKPASS_SCRIPT)
             script.chmod(stat.S_IRWXU)

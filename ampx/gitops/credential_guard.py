@@ -8,7 +8,7 @@ false alarms: a match is the secret itself.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 _MIN_LEN = 8  # shorter values would match ordinary text
@@ -29,5 +29,22 @@ def files_with_secrets(workspace: Path, changes: Iterable[tuple[str, str]],
         except OSError:  # a directory entry, a broken link: nothing to push there
             continue
         if any(n in data for n in needles):
+            found.append(path)
+    return sorted(set(found))
+
+
+def changes_with_secrets(changes: Iterable[tuple[str, str]], read: Callable[[str], bytes | None],
+                         secrets: Iterable[str | None]) -> list[str]:
+    """Like :func:`files_with_secrets`, reading each changed path's new content with ``read``
+    (e.g. the blob in the tree about to be committed: exactly what would be pushed)."""
+    needles = [s.encode() for s in secrets if s and len(s) >= _MIN_LEN]
+    if not needles:
+        return []
+    found = []
+    for status, path, *_ in changes:
+        if status.startswith("D"):
+            continue
+        data = read(path)
+        if data and any(n in data for n in needles):
             found.append(path)
     return sorted(set(found))

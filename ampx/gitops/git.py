@@ -40,20 +40,28 @@ class GitTimeout(GitError):
 
 
 def git_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment for a git process: never prompt, parseable messages, no stored creds."""
+    """The environment for a git process: never prompt, parseable messages, no stored creds,
+    no user or system configuration (a `~/.gitconfig` the agent wrote must not run code in
+    ampx's git), and none of ampx's credential variables (the token goes through GitAuth)."""
+    from ampx.settings import SECRET_ENV_VARS
+
     env = {k: v for k, v in os.environ.items()
-           if k not in _SCRUBBED and not _CONFIG_SLOT.match(k)}
+           if k not in _SCRUBBED and k not in SECRET_ENV_VARS and not _CONFIG_SLOT.match(k)}
     env.update({
         "GIT_TERMINAL_PROMPT": "0",
         "LC_ALL": "C",
         "LANG": "C",
+        "GIT_CONFIG_GLOBAL": os.devnull,
+        "GIT_CONFIG_NOSYSTEM": "1",
         # An empty credential.helper clears every configured helper: no helper is asked for,
-        # or told to store, the token. Repository hooks never run under ampx.
-        "GIT_CONFIG_COUNT": "2",
+        # or told to store, the token. Repository hooks and fsmonitor never run under ampx.
+        "GIT_CONFIG_COUNT": "3",
         "GIT_CONFIG_KEY_0": "credential.helper",
         "GIT_CONFIG_VALUE_0": "",
         "GIT_CONFIG_KEY_1": "core.hooksPath",
         "GIT_CONFIG_VALUE_1": os.devnull,
+        "GIT_CONFIG_KEY_2": "core.fsmonitor",
+        "GIT_CONFIG_VALUE_2": "false",
     })
     if extra:
         env.update(extra)

@@ -20,6 +20,7 @@ from typing import Optional
 
 from ..core.models import AmpTask
 from ..core.observe import AttemptState
+from .home import private_dir, private_file
 
 
 def _proc_start_time(pid: int) -> Optional[str]:
@@ -49,10 +50,27 @@ def _alive(pid: int, start_time: Optional[str]) -> bool:
         return False
 
 
+def split_credentials(environ: dict) -> tuple[dict, dict]:
+    """The worker's environment without the credential variables, and those apart: they reach
+    the worker on its stdin once it is non-dumpable, never in its (readable) initial environ."""
+    from ..settings import SECRET_ENV_VARS
+
+    return ({k: v for k, v in environ.items() if k not in SECRET_ENV_VARS},
+            {k: v for k, v in environ.items() if k in SECRET_ENV_VARS and v})
+
+
+def hand_over(proc: subprocess.Popen, credentials: dict) -> None:
+    try:
+        proc.stdin.write(json.dumps(credentials).encode())  # type: ignore[union-attr]
+        proc.stdin.close()  # type: ignore[union-attr]
+    except (BrokenPipeError, OSError):
+        pass  # the worker died at once; its state says so
+
+
 class LocalLauncher:
     def __init__(self, runs_dir: Path, env: Optional[dict] = None, grace_s: float = 15.0) -> None:
         self.runs_dir = Path(runs_dir)
-        self.runs_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.runs_dir)
         self.env = env
         self.grace_s = grace_s
         self._children: dict[str, subprocess.Popen] = {}
@@ -77,7 +95,7 @@ class LocalLauncher:
         """The worker's environment: clones go under the data directory unless told otherwise."""
         worker_env = dict(os.environ if self.env is None else self.env)
         if not worker_env.get("AMPX_WORKSPACE"):
-            worker_env["AMPX_WORKSPACE"] = str(self.runs_dir.parent / "workspaces")
+            worker_env["AMPX_WORKSPACE"] = str(private_dir(self.runs_dir.parent / "workspaces"))
         Path(worker_env["AMPX_WORKSPACE"]).mkdir(parents=True, exist_ok=True)
         return worker_env
 
@@ -86,20 +104,23 @@ class LocalLauncher:
         with self._lock:
             if self._meta(task.name, number) is not None:
                 return key  # launched before (maybe by a previous supervisor)
-            log = open(self.log_path(task.name, number), "ab")
+            log = private_file(self.log_path(task.name, number), "ab")
+            worker_env, credentials = split_credentials(self._worker_env())
             try:
                 proc = subprocess.Popen(
                     [sys.executable, "-m", "ampx", "worker", "--backend", "local",
-                     "--task", task.name, "--attempt", str(number)],
-                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                    start_new_session=True, env=self._worker_env(), cwd=str(self.runs_dir),
+                     "--task", task.name, "--attempt", str(number), "--credentials-stdin"],
+                    stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
+                    start_new_session=True, env=worker_env, cwd=str(self.runs_dir),
                 )
             finally:
                 log.close()
+            hand_over(proc, credentials)
             self._children[key] = proc
             tmp = self.meta_path(task.name, number).with_suffix(".tmp")
-            tmp.write_text(json.dumps({"pid": proc.pid, "start": _proc_start_time(proc.pid),
-                                       "started": time.time()}))
+            with private_file(tmp, "w") as fh:
+                fh.write(json.dumps({"pid": proc.pid, "start": _proc_start_time(proc.pid),
+                                     "started": time.time()}))
             tmp.replace(self.meta_path(task.name, number))
         return key
 

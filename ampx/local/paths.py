@@ -3,7 +3,8 @@
 A relative AMPX_HOME is made absolute once, before anything starts (`pin_home`): the
 supervisor runs with its data directory as working directory and would otherwise resolve it a
 second time (`relhome/relhome/ampx.db`). Reading (`home(create=False)`) creates nothing, so
-`ampx ls` works on a read-only data directory.
+`ampx ls` works on a read-only data directory. The directory is the user's alone (`home.py`):
+created 0700, its files 0600, refused when another user owns it or could write to it.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 from pathlib import Path
 
 from ..settings import env
+from .home import check_home, check_parents, ensure_home, private_dir, touch_private
 
 
 def pin_home() -> None:
@@ -30,19 +32,24 @@ def home(create: bool = True) -> Path:
 
         path = Path(user_data_dir("ampx"))
     if create:
-        path.mkdir(parents=True, exist_ok=True)
+        return ensure_home(path)
+    if path.exists():
+        check_home(path)
+    else:
+        check_parents(path, os.geteuid())
     return path
 
 
 def db_path(create: bool = True) -> Path:
-    return home(create) / "ampx.db"
+    if create:
+        return touch_private(home() / "ampx.db")
+    return home(False) / "ampx.db"
 
 
 def runs_dir(create: bool = True) -> Path:
-    path = home(create) / "runs"
     if create:
-        path.mkdir(parents=True, exist_ok=True)
-    return path
+        return private_dir(home() / "runs")
+    return home(False) / "runs"
 
 
 def local_store():

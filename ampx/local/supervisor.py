@@ -24,7 +24,9 @@ from ..core.observe import pr_comment_due
 from ..engine import Engine
 from ..ci_poller import RepoSchedule, group_by_repository, seconds_since_push
 from ..settings import GitHubSettings, register_env_secrets
+from ..worker.harden import forbid_inspection
 from . import credentials, paths
+from .home import private_file
 from .launcher import LocalLauncher
 from .store import LocalStore
 
@@ -129,14 +131,16 @@ def run_foreground() -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("urllib3", "github"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    forbid_inspection()  # it holds the GitHub credentials: no agent may read its environ
     register_env_secrets()  # excerpts and summaries it writes must not carry them
-    lock = open(lock_path(), "w")
+    lock = private_file(lock_path(), "w")
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         print("another supervisor is running for this data directory", file=sys.stderr)
         return 1
-    pid_path().write_text(str(os.getpid()))
+    with private_file(pid_path(), "w") as fh:
+        fh.write(str(os.getpid()))
     credentials.record(env_path(), os.environ)
     store = LocalStore(paths.db_path())
     sup = Supervisor(store, LocalLauncher(paths.runs_dir()), _forge(), rules=local_rules)
@@ -154,7 +158,7 @@ def run_foreground() -> int:
 def running_pid() -> Optional[int]:
     """The supervisor's pid if one holds the lock, else None."""
     try:
-        lock = open(lock_path(), "a+")
+        lock = private_file(lock_path(), "a")
     except OSError:
         return None
     try:
@@ -176,7 +180,7 @@ def start_background(wait_s: float = 10.0) -> int:
     pid = running_pid()
     if pid:
         return pid
-    log_file = open(paths.home() / "supervisor.log", "ab")
+    log_file = private_file(paths.home() / "supervisor.log", "ab")
     proc = subprocess.Popen([sys.executable, "-m", "ampx", "daemon", "run"],
                             stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
                             start_new_session=True, cwd=str(paths.home()))

@@ -33,6 +33,10 @@ the current directory (the checkout) and confined to it. TEXT is the rest of the
     @fake touch-workflow           append a line to .github/workflows/ci.yml
     @fake delete-tests             delete the first test file found (sorted)
     @fake echo-prompt PATH         write this turn's whole message to PATH (may be absolute)
+    @fake sh COMMAND               run COMMAND (the rest of the line, no escapes) with /bin/sh
+                                   in the checkout, as an agent's shell tool would (it may do
+                                   anything the agent's user may); its output (first 4000
+                                   characters) goes into the transcript
     @fake sleep SECONDS            sleep, then go on
     @fake fail [TEXT]              stop: result event with is_error true, subtype "error", exit 1
     @fake crash [TEXT]             stop: TEXT on stderr, exit 2, no result event
@@ -302,6 +306,17 @@ class Turn:
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(self.message)
             self.done.append(f"echo-prompt {rest}")
+        elif verb == "sh":
+            if not rest:
+                raise Stop("fail", f"bad directive '@fake {body}': expected sh COMMAND")
+            command = rest  # as written: no escapes, the shell has its own
+            proc = subprocess.run(["/bin/sh", "-c", command], cwd=self.cwd,
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT)
+            output = proc.stdout.decode("utf-8", errors="replace")[:4000]
+            self.tool("shell_command", {"command": command}, "Running a shell command",
+                      outcome=f"exit {proc.returncode}\n{output}")
+            self.done.append(f"sh (exit {proc.returncode})")
         elif verb == "sleep":
             try:
                 time.sleep(float(rest))

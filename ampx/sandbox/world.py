@@ -134,6 +134,7 @@ def start_world(root: Path, *, repo: str = DEMO_REPO, ci_concurrency: int = 2,
         "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
         "AMP_API_KEY": "sandbox-" + secrets.token_hex(8),
         "AMP_FAKE_HOME": str(root / "amp-threads"),
+        "AMPX_AGENT_ENV": "AMP_FAKE_HOME",  # the agent's scrubbed env keeps its thread store
         "GITHUB_TOKEN": token,
         "AMPX_GITHUB_API_URL": emulator.api_url,
         "AMPX_GITHUB_URL": emulator.url,

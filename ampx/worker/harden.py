@@ -40,3 +40,14 @@ def forbid_inspection() -> bool:
 def is_dumpable() -> bool:
     """Whether this process may be inspected by others of its user (Linux)."""
     return bool(_libc().prctl(PR_GET_DUMPABLE, 0, 0, 0, 0))
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(sig: int) -> bool:
+    """Be sent ``sig`` when the parent process ends (Linux): a step started by a worker that
+    was killed outright must not run on unsupervised. False where that is not possible."""
+    if not sys.platform.startswith("linux"):
+        return False
+    return _libc().prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0) == 0

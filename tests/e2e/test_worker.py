@@ -112,8 +112,11 @@ def test_token_never_in_argv_logs_or_git_config(world, store, tmp_path):
     assert r.returncode == Exit.OK, r.stdout + r.stderr
     assert seen == []
     assert world.token not in r.stdout + r.stderr
-    configs = list(Path(os.environ["AMPX_WORKSPACE"]).glob("*/repo/.git/config"))
-    assert configs and all(world.token not in c.read_text() for c in configs)
+    configs = list(Path(os.environ["AMPX_WORKSPACE"]).glob("*/**/.git/config"))
+    assert len(configs) == 2, configs  # the private clone and the agent's checkout
+    assert all(world.token not in c.read_text() for c in configs)
+    kept = [p for p in Path(os.environ["AMPX_WORKSPACE"]).rglob("*") if p.is_file()]
+    assert all(world.token.encode() not in p.read_bytes() for p in kept)
     assert world.token not in store.get(task.name).model_dump_json()
 
 

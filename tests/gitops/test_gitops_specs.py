@@ -88,9 +88,9 @@ def test_tamper_check_rules():
         ("D", "tests/test_calc.py"), ("M", "tests/test_other.py"), ("A", "tests/test_new.py"),
         ("D", "web/a.spec.ts"), ("D", "calc.py"), ("M", "src/app.py"),
     ]
-    assert tamper_check(changes) == [
-        ".github/workflows/ci.yml", ".github/workflows/new.yml", ".github/workflows/old.yaml",
-        "tests/test_calc.py", "web/a.spec.ts",
+    assert tamper_check(changes) == [  # all of .github/ is protected, not only workflows
+        ".github/CODEOWNERS", ".github/workflows/ci.yml", ".github/workflows/new.yml",
+        ".github/workflows/old.yaml", "tests/test_calc.py", "web/a.spec.ts",
     ]
     assert tamper_check([]) == []
 
