@@ -127,7 +127,7 @@ def prepare(attempt_file, token_file, private, workspace):
         start = run_prepare(spec, token, private, workspace, log=log)
     except PrepareFailed as exc:
         click.echo(f"[ampx] {exc.reason}", err=True)
-        sys.exit(Exit.CONFIG if exc.kind == "config" else Exit.GIT_FAILED)
+        sys.exit(Exit.GIT_FAILED if exc.kind == "git" else Exit.CONFIG)
     click.echo(f"[ampx] attempt {spec.number} starts at {start.start_sha[:12]} on {start.branch}")
 
 

@@ -280,8 +280,9 @@ class Attempt:
 
 def has_pushed(status, number: int) -> bool:
     """Whether an earlier attempt of this task pushed the branch (a rejected push did not)."""
-    return any(r.commit and r.outcome != AttemptOutcome.PUSH_REJECTED
-               for r in status.history if r.number < number)
+    from .attempt_spec import pushed_before
+
+    return pushed_before(status, number)
 
 
 def identity() -> tuple[str, str]:

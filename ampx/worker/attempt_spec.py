@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
 from ..core.models import (BRANCH_PATTERN, MESSAGE_MAX, PROMPT_MAX, EXCERPT_MAX, REPO_PATTERN,
-                           AmpTask, check_branch)
+                           AmpTask, AttemptOutcome, check_branch)
 
 MAX_FILE_BYTES = 256 * 1024
 DEFAULT_AUTHOR_NAME = "ampx[bot]"
@@ -50,6 +50,9 @@ class AttemptSpec(BaseModel):
         "https://github.com"
     author_name: Annotated[str, Field(min_length=1, max_length=200)] = DEFAULT_AUTHOR_NAME
     author_email: Annotated[str, Field(min_length=3, max_length=200)] = DEFAULT_AUTHOR_EMAIL
+    # an earlier attempt of this task pushed the branch: its tip is this task's own work, so the
+    # ownership check (never replace another's branch) only applies to a first push
+    pushed_before: bool = False
 
     def wire(self) -> dict:
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
@@ -84,9 +87,16 @@ def attempt_spec_from_task(task: AmpTask, number: int, *, git_url: str,
             tamper_guard=spec.policy.tamper_guard, keep_work_on_stop=spec.policy.keep_work_on_stop,
             protected_paths=list(spec.policy.protected_paths), git_url=git_url.rstrip("/"),
             author_name=author_name or DEFAULT_AUTHOR_NAME,
-            author_email=author_email or DEFAULT_AUTHOR_EMAIL)
+            author_email=author_email or DEFAULT_AUTHOR_EMAIL,
+            pushed_before=pushed_before(task.status, number))
     except ValidationError as exc:
         raise AttemptSpecError(f"task {task.name}: {_first_error(exc)}") from None
+
+
+def pushed_before(status, number: int) -> bool:
+    """Whether an earlier attempt of this task pushed the branch (a rejected push did not)."""
+    return any(r.commit and r.outcome != AttemptOutcome.PUSH_REJECTED
+               for r in status.history if r.number < number)
 
 
 def _first_error(exc: ValidationError) -> str:

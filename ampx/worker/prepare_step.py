@@ -20,6 +20,7 @@ from typing import Callable, Optional
 from ..core.repo import parse_repo
 from ..gitops.auth import GitAuth
 from ..gitops.git import GitError
+from ..gitops.ownership import BranchRefused
 from ..gitops.private_repo import clean_git
 from ..gitops.repospec import remote_url
 from ..gitops.workspace import BaseBranchMissing, Workspace
@@ -28,7 +29,8 @@ START_FILE = "start.json"
 
 
 class PrepareFailed(Exception):
-    """The attempt cannot start: ``kind`` is ``config`` (e.g. no base branch) or ``git``."""
+    """The attempt cannot start: ``kind`` is ``config`` (e.g. no base branch), ``branch`` (the
+    task may not push its branch: default or base branch, or another's tip) or ``git``."""
 
     def __init__(self, kind: str, reason: str) -> None:
         super().__init__(reason)
@@ -97,9 +99,13 @@ def prepare(spec, token: str, private: Path, workspace: Path,
     try:
         with GitAuth(token, directory=str(private)) as auth:
             ws = Workspace.clone(repo_url(spec), clone, auth=auth, log=log)
-            checkout = ws.prepare(spec.branch, spec.number, spec.base_branch)
+            # never the default or base branch, never over another's tip (issue 10)
+            checkout = ws.prepare(spec.branch, spec.number, spec.base_branch, task_id=spec.task,
+                                  pushed_before=spec.pushed_before)
     except BaseBranchMissing as exc:
         raise PrepareFailed("config", exc.stderr) from None
+    except BranchRefused as exc:
+        raise PrepareFailed("branch", str(exc)) from None
     except GitError as exc:
         raise PrepareFailed("git", f"could not check out the repository: {exc}") from None
     start = StartPoint(branch=checkout.branch, base_branch=checkout.base_branch,

@@ -17,10 +17,12 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Callable, Optional
 
 from ..core.models import AttemptOutcome, WorkerReport
 from ..gitops.auth import GitAuth
+from ..gitops.commit_triggers import trigger_fields
 from ..gitops.credential_guard import changes_with_secrets
 from ..gitops.git import GitError
 from ..gitops.message import attempt_message
@@ -200,8 +202,12 @@ class Publisher:
                 return self.finish(Exit.GIT_FAILED, AttemptOutcome.GIT_FAILED,
                                    f"push failed: {exc.reason}", **fields)
             self.log(f"[ampx] pushed {sha[:12]} to {start.branch}")
+            # which workflows of the pushed tree run on push / on a pull request (issue 11)
+            ci = trigger_fields(_text_git(repo), sha, start.branch, start.base_branch,
+                                start.start_sha, start.source_branch == start.base_branch,
+                                self.log)
             return self.finish(Exit.OK, AttemptOutcome.PUSHED, None, commit=sha,
-                               base_commit=start.start_sha, **fields)
+                               base_commit=start.start_sha, **fields, **ci)
         finally:
             auth.close()
 
@@ -239,6 +245,12 @@ class Publisher:
             return sha
         finally:
             auth.close()
+
+
+def _text_git(repo: PrivateRepo) -> Callable[..., SimpleNamespace]:
+    """The private repository's local git, with text output (what `commit_triggers` reads)."""
+    return lambda *args: SimpleNamespace(
+        stdout=repo.git(*args).stdout.decode("utf-8", "replace"))
 
 
 def emit_report(report: WorkerReport, report_file: Optional[Path], out) -> str:
