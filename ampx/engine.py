@@ -80,8 +80,7 @@ class Forge(Protocol):
     def poll_ci(self, repo: Any, sha: str, branch: Optional[str] = None,
                 event: str = "push") -> Any: ...
 
-    def poll_repository(self, repo: Any, wanted: list[tuple[str, str]],
-                        since: Optional[dict] = None) -> Any: ...
+    def poll_repository(self, repo: Any, wanted: list[tuple[str, str]]) -> Any: ...
 
     def rerun_failed_jobs(self, repo: Any, run_id: int) -> None: ...
 
@@ -393,8 +392,8 @@ class Engine:
             self.ensure(task)
             return None
 
-    def _waiting_on_ci(self, name: str) -> Optional[tuple[str, str, Optional[str]]]:
-        """(sha, event, since) a task waits on, or None; spends the task's time budget if it is up
+    def _waiting_on_ci(self, name: str) -> Optional[tuple[str, str]]:
+        """(sha, event) a task waits on, or None; spends the task's time budget if it is up
         (a long CI wait counts against it too). Called with the task's lock held."""
         task = self.store.load(name)
         if task is None or task.status.stage != Stage.CI or task.status.ci is None:
@@ -403,7 +402,7 @@ class Engine:
         if budget is not None:
             self.apply(task, budget)
             return None
-        return task.status.ci.sha, task.status.ci.event.value, task.status.ci.since
+        return task.status.ci.sha, task.status.ci.event.value
 
     def poll_repository(self, repo_full_name: str, task_names: list[str]) -> Optional[float]:
         """Poll CI once for every task of one repository waiting on it, at the cost of one
@@ -412,19 +411,16 @@ class Engine:
         repository should be polled again (GitHub's retry time, or the request budget's
         spacing after a counted answer), None when the caller's schedule decides."""
         waiting: dict[str, tuple[str, str]] = {}
-        since: dict[tuple[str, str], float] = {}
         for name in task_names:
             with self.lock(name):
                 found = self._waiting_on_ci(name)
             if found is not None:
-                waiting[name] = found[:2]
-                if found[2]:
-                    since[found[:2]] = parse_iso(found[2]).timestamp()
+                waiting[name] = found
         if not waiting:
             return None
         try:
             result = self._need_forge().poll_repository(parse_repo(repo_full_name),
-                                                        list(waiting.values()), since=since)
+                                                        list(waiting.values()))
         except RetryLater as exc:
             log.info("repository %s: CI poll deferred %.0fs: %s", repo_full_name, exc.seconds, exc)
             return exc.seconds

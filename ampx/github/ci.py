@@ -17,7 +17,6 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Callable, Literal, Optional
 from urllib.parse import quote
 
@@ -48,6 +47,8 @@ RERUNNABLE_CONCLUSIONS = frozenset({"failure", "timed_out"})
 MAX_LOGS = 6
 #: Runs in the repository-wide page (GitHub's maximum page size).
 REPO_PAGE = 100
+#: Pages of a repository's runs read in one poll at most (then per-commit queries).
+MAX_PAGES = 5
 #: A commit whose oldest run sits this close to the end of a full page may have more runs on
 #: the next page: it is asked for by ``head_sha`` instead of trusting the page.
 PAGE_MARGIN = 10
@@ -133,29 +134,11 @@ class RepoPoll:
 
 _SLIM = ("id", "head_sha", "head_branch", "workflow_id", "path", "name", "display_title",
          "run_number", "status", "conclusion", "html_url", "run_attempt", "created_at")
-#: A commit's wait begins after its push, at most this long after (a worker's report).
-REPORT_SLACK = 120.0
 
 
 def _slim(r: dict[str, Any]) -> dict[str, Any]:
     """What the watcher keeps of a run (a page's runs carry the whole repository object)."""
     return {k: r.get(k) for k in _SLIM}
-
-
-def _created(r: dict[str, Any]) -> Optional[float]:
-    try:
-        return datetime.fromisoformat(str(r.get("created_at")).replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
-
-
-def _after(since: Optional[dict[tuple[str, str], float]], key: tuple[str, str],
-           oldest: Optional[float]) -> bool:
-    """True when the commit was pushed after the page's oldest run was created: its runs, if
-    it had any, would be in the page."""
-    if since is None or oldest is None or key not in since:
-        return False
-    return since[key] - REPORT_SLACK >= oldest
 
 
 def _run_info(r: dict[str, Any]) -> RunInfo:
@@ -224,15 +207,18 @@ class CiWatcher:
         self._by_commit: dict[tuple[str, str, str], tuple[tuple, CiObservation]] = {}
         # (repo, sha, event) -> clock of the last per-commit fallback query
         self._fallback_at: dict[tuple[str, str, str], float] = {}
-        # (repo, sha, event) -> {run id: the run as last seen}: runs that scrolled off the
-        # repository's recent page are still known
+        # (repo, sha, event) -> {run id: the run as last seen}: a waiting commit's runs, so
+        # that one pushed off the first page by newer runs is looked for on the next
         self._known: dict[tuple[str, str, str], dict[int, dict[str, Any]]] = {}
+        # (repo, sha, event) -> clock it was first missing from the repository's page
+        self._missing: dict[tuple[str, str, str], float] = {}
         # repository -> clock of its last repository-wide poll (who shares the budget)
         self._active: dict[str, float] = {}
         #: Seconds between per-commit queries for a commit not in the repository's recent page.
         self.fallback_every = FALLBACK_EVERY
-        #: Runs per repository-wide page (GitHub allows up to 100).
+        #: Runs per repository-wide page (GitHub allows up to 100), and pages read at most.
         self.page_size = REPO_PAGE
+        self.max_pages = MAX_PAGES
 
     @property
     def stats(self) -> ApiStats:
@@ -280,19 +266,19 @@ class CiWatcher:
         log.debug("CI %s@%s: %s (%d runs)", repo.full_name, sha[:12], obs.state, len(runs))
         return obs
 
-    def poll_repository(self, repo: RepoRef, wanted: list[tuple[str, str]],
-                        since: Optional[dict[tuple[str, str], float]] = None) -> "RepoPoll":
+    def poll_repository(self, repo: RepoRef, wanted: list[tuple[str, str]]) -> "RepoPoll":
         """One observation for each ``(sha, event)`` of ``repo``, for one conditional request
         per event for the whole repository: its most recent runs (``per_page=100``), matched
         to the commits.
 
-        Runs of a waiting commit that have scrolled off that page are remembered from an
-        earlier answer; their completion shows at the top of the repository's recently
-        completed runs (``status=completed``), asked for only when such a commit exists. A
-        commit never seen with runs and not in the page is asked for by ``head_sha``
-        (conditional, at most every ``fallback_every`` s) unless the page holds every run of
-        the repository, or the commit's wait began (``since``: epoch seconds) after the
-        page's oldest run was created (its runs would be in the page: it has none yet).
+        A waiting commit's runs are remembered from the answer they were first seen in. While
+        a remembered run that has not completed is missing from the pages read so far (newer
+        runs pushed it down), the next page is read too (conditional as well), up to
+        ``max_pages``. A commit never seen with runs and not in the pages has none yet (a new
+        run shows at the top of the first page) unless the pages hold only part of the
+        repository's runs and the commit has been missing from them for ``fallback_every`` s:
+        then it is asked for by ``head_sha`` (conditional), at most every ``fallback_every`` s
+        (after a restart, the runs of a commit pushed long ago).
 
         RetryLater and GitHubNotFound for a repository-wide request are raised; a failed
         per-commit query or log read is returned in that commit's slot. ``RepoPoll.spacing``:
@@ -311,39 +297,38 @@ class CiWatcher:
         for sha, event in dict.fromkeys(wanted):
             by_event.setdefault(event, []).append(sha)
         for event, shas in by_event.items():
-            page, complete, not_modified = self._runs_page(repo, event, None)
-            counted += not not_modified
-            oldest = _created(page[-1]) if page else None
+            with self._lock:
+                known = {sha: dict(self._known.get((rkey, sha, event), {})) for sha in shas}
+            unsettled = {rid for runs in known.values() for rid, r in runs.items()
+                         if r.get("status") != "completed"}
+            page: list[dict[str, Any]] = []
+            complete = False
+            for number in range(1, self.max_pages + 1):
+                more, complete, not_modified = self._runs_page(repo, event, number)
+                counted += not not_modified
+                page += more
+                unsettled -= {int(r["id"]) for r in more}
+                if complete or not unsettled or not more:
+                    break
             positions: dict[str, list[int]] = {}
             for i, r in enumerate(page):
                 positions.setdefault(str(r.get("head_sha")), []).append(i)
             margin = min(PAGE_MARGIN, len(page) // 10)
             found: dict[str, dict[int, dict[str, Any]]] = {}
-            scrolled: list[str] = []
             for sha in shas:
                 key = (rkey, sha, event)
-                with self._lock:
-                    known = dict(self._known.get(key, {}))
                 at = positions.get(sha)
-                fresh = {int(page[i]["id"]): _slim(page[i]) for i in at or ()}
-                runs = {**known, **fresh}
-                unsettled = [rid for rid, r in known.items() if rid not in fresh and r.get("status") != "completed"]
+                runs = {**known[sha], **{int(page[i]["id"]): _slim(page[i]) for i in at or ()}}
                 seen_whole = at is not None and (complete or max(at) < len(page) - 1 - margin)
-                if known or seen_whole:
+                if known[sha] or seen_whole:
                     found[sha] = runs
-                    if unsettled and not complete:
-                        scrolled.append(sha)
-                elif at is None and (complete or _after(since, (sha, event), oldest)):
-                    found[sha] = {}
+                    continue
+                with self._lock:
+                    missing = self._missing.setdefault(key, now)
+                if at is None and (complete or now - missing < self.fallback_every):
+                    found[sha] = {}  # none yet (a new run shows at the top of the page)
                 else:
                     out[(sha, event)] = self._fallback(repo, sha, event)
-            if scrolled:  # their runs left the recent page: did they complete since?
-                done, _, nm = self._runs_page(repo, event, "completed")
-                counted += not nm
-                for r in done:
-                    sha = str(r.get("head_sha"))
-                    if sha in found and int(r["id"]) in found[sha]:
-                        found[sha][int(r["id"])] = _slim(r)
             for sha, runs in found.items():
                 key = (rkey, sha, event)
                 if runs:
@@ -357,13 +342,14 @@ class CiWatcher:
         spacing = self.rest.budget.poll_spacing(active) * counted if counted else None
         return RepoPoll(out, spacing)
 
-    def _runs_page(self, repo: RepoRef, event: str, status: Optional[str]
+    def _runs_page(self, repo: RepoRef, event: str, number: int
                    ) -> tuple[list[dict[str, Any]], bool, bool]:
-        """(runs newest first, whether they are all of them, whether GitHub said 304)."""
+        """(page ``number`` of the runs, newest first; whether no run is beyond it; whether
+        GitHub said 304)."""
         params: dict[str, Any] = {"event": event, "per_page": self.page_size,
                                   "exclude_pull_requests": "true"}
-        if status:
-            params["status"] = status
+        if number > 1:
+            params["page"] = number
         try:
             resp = self.rest.get_json(repo, f"{self._base(repo)}/actions/runs", params=params,
                                       conditional=True)
@@ -373,7 +359,8 @@ class CiWatcher:
             ) from None
         body = resp.data if isinstance(resp.data, dict) else {}
         page = [r for r in body.get("workflow_runs") or [] if isinstance(r, dict) and "id" in r]
-        return page, int(body.get("total_count") or 0) <= len(page), resp.not_modified
+        return page, int(body.get("total_count") or 0) <= (number - 1) * self.page_size + len(page), \
+            resp.not_modified
 
     def _fallback(self, repo: RepoRef, sha: str, event: str) -> CiObservation | Exception:
         """The per-commit query for a commit the recent page does not settle, spaced out."""
@@ -418,7 +405,7 @@ class CiWatcher:
         return obs
 
     def _trim(self) -> None:
-        for cache in (self._by_commit, self._known):
+        for cache in (self._by_commit, self._known, self._missing):
             while len(cache) > OBS_CACHE:
                 k = next(iter(cache))
                 cache.pop(k)

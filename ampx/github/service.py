@@ -78,11 +78,10 @@ class GitHubService:
                 event: str = "push") -> CiObservation:
         return self.ci.poll(_ref(repo), sha, branch, event)
 
-    def poll_repository(self, repo: RepoRef | str, wanted: list[tuple[str, str]],
-                        since: Optional[dict[tuple[str, str], float]] = None) -> RepoPoll:
+    def poll_repository(self, repo: RepoRef | str, wanted: list[tuple[str, str]]) -> RepoPoll:
         """CI of many commits of one repository at the cost of one conditional request per
         event (see CiWatcher.poll_repository)."""
-        return self.ci.poll_repository(_ref(repo), wanted, since)
+        return self.ci.poll_repository(_ref(repo), wanted)
 
     def poll_interval(self, seconds_since_push: float) -> float:
         return self.ci.poll_interval(seconds_since_push)

@@ -52,7 +52,7 @@ class RepoForge:
     fail: Exception | None = None
     spacing: float | None = None
 
-    def poll_repository(self, repo, wanted, since=None):
+    def poll_repository(self, repo, wanted):
         self.calls.append((repo.full_name, sorted(wanted)))
         if self.fail:
             raise self.fail

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import pytest
@@ -67,22 +68,29 @@ def test_a_new_run_for_another_commit_does_not_fetch_this_commits_logs_again(san
 
 
 def test_a_commit_beyond_the_recent_page_is_asked_for_by_head_sha(sandbox) -> None:
+    """After a restart nothing is remembered: a commit whose runs are no longer in the recent
+    page is asked for on its own once it has been missing for `fallback_every` s (a new
+    commit's runs show at the top of the page within that time), then kept up to date."""
     svc = sandbox.service()
     svc.ci.page_size = 2
+    svc.ci.fallback_every = 0.5
     old = sandbox.push("amp/old", {".github/workflows/ci.yml": sandbox.workflow("CI", ["exit 1"])})
     for i in range(3):
         sandbox.push(f"amp/new{i}", {".github/workflows/ci.yml": sandbox.workflow("CI", ["true"])})
     sandbox.emu.ci.wait_idle()
-    none_yet = "f" * 40
-    res = svc.poll_repository(sandbox.repo, [(old, "push"), (none_yet, "push")]).observations
+    wanted = [(old, "push"), ("f" * 40, "push")]
+    n0, _ = runs_requests(sandbox.emu)
+    res = svc.poll_repository(sandbox.repo, wanted).observations
+    assert runs_requests(sandbox.emu)[0] == n0 + 1 and res[(old, "push")].state == "none"
+    time.sleep(0.6)
+    res = svc.poll_repository(sandbox.repo, wanted).observations
+    assert runs_requests(sandbox.emu)[0] == n0 + 4, "the page, and each missing commit by head_sha"
     assert res[(old, "push")].state == "red", "found by its own query"
-    assert res[(none_yet, "push")].state == "none"
-    by_sha = [k for k in sandbox.emu.stats.snapshot() if "actions/runs" in k]
-    assert by_sha  # requests were made
-    # within fallback_every the commit is not asked for again
-    n, _ = runs_requests(sandbox.emu)
-    svc.poll_repository(sandbox.repo, [(old, "push")])
-    assert runs_requests(sandbox.emu)[0] == n + 1
+    assert res[("f" * 40, "push")].state == "none"
+    n = runs_requests(sandbox.emu)[0]
+    res = svc.poll_repository(sandbox.repo, [(old, "push")]).observations
+    assert runs_requests(sandbox.emu)[0] == n + 1, "known now: the page is enough"
+    assert res[(old, "push")].state == "red"
 
 
 def test_pull_request_waits_share_one_request_of_their_own(sandbox) -> None:
@@ -150,3 +158,18 @@ def test_budget_spacing_and_reserve() -> None:
     assert b.hold(optional=True) == pytest.approx(101.0), "a poll waits for the reset"
     b.answered(403, {"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(now[0] + 50)})
     assert b.hold() == pytest.approx(51.0)
+
+
+def test_a_run_that_scrolled_off_the_page_is_seen_completing(sandbox) -> None:
+    svc = sandbox.service()
+    svc.ci.page_size = 2
+    sha = sandbox.push("amp/slow", {".github/workflows/ci.yml": sandbox.workflow("CI", ["sleep 3; exit 1"])})
+    res = svc.poll_repository(sandbox.repo, [(sha, "push")]).observations
+    assert res[(sha, "push")].state == "pending"
+    for i in range(2):  # quick runs, newer: the slow one leaves the page of 2 and ends last
+        sandbox.push(f"amp/later{i}", {".github/workflows/ci.yml": sandbox.workflow("CI", ["true"])})
+    sandbox.emu.ci.wait_idle()
+    n, _ = runs_requests(sandbox.emu)
+    res = svc.poll_repository(sandbox.repo, [(sha, "push")]).observations
+    assert res[(sha, "push")].state == "red", "its completion, from the second page"
+    assert runs_requests(sandbox.emu)[0] == n + 2, "two pages, no head_sha"
