@@ -111,7 +111,7 @@ class World:
         from cryptography.hazmat.primitives import serialization
         from cryptography.hazmat.primitives.asymmetric import rsa
 
-        self.emu = GitHubEmulator(root)  # GitHub's quota: 5,000 an hour.start()
+        self.emu = GitHubEmulator(root).start()  # GitHub's quota: 5,000 requests an hour
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption()).decode()

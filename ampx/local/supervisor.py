@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import queue
 import signal
 import subprocess
 import sys
@@ -85,6 +86,13 @@ class Supervisor:
         self.schedule = RepoSchedule()
         self.stop = threading.Event()
         self._last_warning: dict[str, str] = {}
+        # repositories a webhook delivery named since the last step (polled at once)
+        self._heard: "queue.SimpleQueue[str]" = queue.SimpleQueue()
+
+    def delivered(self, delivery) -> None:
+        """A webhook delivery (`ampx.webhooks.Delivery`): its repository is polled on the next
+        step (within `tick_s`), and then only as a safety net while deliveries keep coming."""
+        self._heard.put(delivery.repo)
 
     def _warn(self, name: str, message: str) -> None:
         """One line per task per distinct problem: a problem that lasts is not news 4x a second."""
@@ -96,6 +104,11 @@ class Supervisor:
         now = time.monotonic()
         tasks = [t for t in self.store.list() if needs_attention(t)]
         waiting = group_by_repository(tasks)
+        heard: set[str] = set()
+        while not self._heard.empty():
+            repo = self._heard.get_nowait()
+            heard.add(repo)
+            self.schedule.heard(repo)
         for task in tasks:
             if task.status.stage and task.status.stage.value == "ci" and task.status.ci:
                 continue  # polled with its repository below
@@ -106,7 +119,7 @@ class Supervisor:
             else:
                 self._last_warning.pop(task.name, None)
         for repo, group in waiting.items():
-            if not self.schedule.due(repo, now):
+            if repo not in heard and not self.schedule.due(repo, now):
                 continue
             try:  # one request for every task of the repository waiting on CI
                 hint = self.engine.poll_repository(repo, [t.name for t in group])
@@ -144,11 +157,25 @@ def run_foreground() -> int:
     credentials.record(env_path(), os.environ)
     store = LocalStore(paths.db_path())
     sup = Supervisor(store, LocalLauncher(paths.runs_dir()), _forge(), rules=local_rules)
+    from ..webhooks import from_env as webhooks_from_env
+
+    try:  # AMPX_WEBHOOK_LISTEN: GitHub's deliveries wake the poll of their repository
+        listener = webhooks_from_env(sup.delivered)
+    except (OSError, ValueError) as exc:
+        print(f"error: webhooks: {exc}", file=sys.stderr)
+        pid_path().unlink(missing_ok=True)
+        env_path().unlink(missing_ok=True)
+        lock.close()
+        return 1
+    if listener is not None:
+        listener.start()
     signal.signal(signal.SIGTERM, lambda *_: sup.stop.set())
     signal.signal(signal.SIGINT, lambda *_: sup.stop.set())
     try:
         sup.run()
     finally:
+        if listener is not None:
+            listener.stop()
         pid_path().unlink(missing_ok=True)
         env_path().unlink(missing_ok=True)
         lock.close()
