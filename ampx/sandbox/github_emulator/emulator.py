@@ -45,6 +45,7 @@ from .state import (
 )
 from .stats import Stats
 from .timed_runs import TimedRuns
+from .webhooks import Webhooks
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +114,8 @@ class GitHubEmulator:
         self._api = RestApi(self)
         #: Runs that take minutes without executing anything (benchmarks), see timed_runs.py.
         self.timed_runs = TimedRuns(self)
+        #: Signed webhook deliveries to subscribed URLs, see webhooks.py.
+        self.webhooks = Webhooks(self)
         self._blob_secret = secrets.token_bytes(32)
         self._server: EmulatorHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -144,6 +147,7 @@ class GitHubEmulator:
             self._thread.join(timeout=10)
             self._thread = None
         self.timed_runs.stop()
+        self.webhooks.stop()
         self.ci.shutdown()
 
     def __enter__(self) -> "GitHubEmulator":
