@@ -198,7 +198,8 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round((len(ordered) - 1) * q)))]
 
 
-def run(tasks: int, repos: int, minutes: float, ci_seconds: float, mode: str) -> dict:
+def run(tasks: int, repos: int, minutes: float, ci_seconds: float, mode: str,
+        webhooks: bool = False) -> dict:
     with tempfile.TemporaryDirectory(prefix="ampx-ghcost-") as tmp:
         world = World(Path(tmp), repos, ci_seconds)
         try:
@@ -210,6 +211,13 @@ def run(tasks: int, repos: int, minutes: float, ci_seconds: float, mode: str) ->
                 sup.engine = world.engine
                 loop = threading.Thread(target=sup.run, daemon=True)
                 sup.stop = stop
+                if webhooks:  # the stand-in delivers signed events; polling is the safety net
+                    from ampx.webhooks import DeliveryGate, WebhookListener
+
+                    listener = WebhookListener(DeliveryGate(b"bench-secret"), sup.delivered,
+                                               host="127.0.0.1", port=0).start()
+                    world.emu.webhooks.subscribe(f"http://127.0.0.1:{listener.port}/",
+                                                 "bench-secret", events=("workflow_run",))
             else:
                 loop = threading.Thread(target=per_task_loop, args=(world, stop, 0.25), daemon=True)
             warm = 20.0  # the first polls of every task fill the caches: not steady state
@@ -244,9 +252,11 @@ def main(argv=None) -> int:
     p.add_argument("--minutes", type=float, default=2.0)
     p.add_argument("--ci-seconds", type=float, default=180.0)
     p.add_argument("--mode", choices=("repo", "task"), default="repo")
+    p.add_argument("--webhooks", action="store_true",
+                   help="repo mode with the stand-in's signed deliveries to the supervisor")
     a = p.parse_args(argv)
-    r = run(a.tasks, a.repos, a.minutes, a.ci_seconds, a.mode)
-    print(f"{r['mode']:>4} mode, {r['tasks']} tasks waiting on CI across {r['repos']} repositories, "
+    r = run(a.tasks, a.repos, a.minutes, a.ci_seconds, a.mode, a.webhooks)
+    print(f"{r['mode']:>4} mode{' + webhooks' if a.webhooks else ''}, {r['tasks']} tasks waiting on CI across {r['repos']} repositories, "
           f"{r['minutes']:.1f} min measured:")
     print(f"  GitHub requests/min: {r['requests_per_min']:.0f} "
           f"({r['counted_per_min']:.0f} counted, not 304)")
