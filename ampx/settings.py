@@ -30,10 +30,11 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "AMPX_WORKER_IMAGE": ("operator", "image of the worker Jobs"),
     "AMPX_WORKER_IMAGE_PULL_POLICY": ("operator", "imagePullPolicy of the worker Jobs"),
     "AMPX_WORKER_SERVICE_ACCOUNT": ("operator", "service account of the worker Jobs"),
-    "AMPX_WORKER_RESOURCES": ("operator", "JSON resources block of the worker container"),
-    "AMPX_GITHUB_APP_SECRET": ("operator", "name of the Secret holding the App's private key"),
-    "AMPX_GITHUB_APP_SECRET_KEY": ("operator", "key in that Secret, default private-key.pem"),
-    "AMPX_AMP_SECRET": ("operator", "name of the Secret holding AMP_API_KEY"),
+    "AMPX_WORKER_RESOURCES": ("operator", "JSON resources block of the worker's agent container"),
+    "AMPX_WORKER_STEP_RESOURCES": ("operator", "JSON resources block of the prepare and publish "
+                                               "containers"),
+    "AMPX_AMP_SECRET": ("operator", "name of the Secret holding AMP_API_KEY (the operator may "
+                                    "read only this Secret, to mask the key)"),
     "AMPX_AMP_SECRET_KEY": ("operator", "key in that Secret, default api-key"),
     "AMPX_HISTORY_DB": ("operator", "path of the SQLite history database"),
     "AMPX_CI_POLL_SECONDS": ("operator", "CI poll interval right after a push, default 5"),

@@ -100,12 +100,13 @@ def measure_kube(world, reactions, agent_s: float, root: Path, poll: int) -> dic
     import os
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from kube.test_operator_e2e import Cluster
+    from kube.cluster import Cluster
     from kubeharness.kubelet import FakeKubelet
     from kubeharness.server import DEFAULT_CRD, KubeServer
 
     from ampx.cli.backend import KubeBackend
 
+    root.chmod(0o755)  # the pods run as their own user (10001) when this runs as root
     with KubeServer(crd_path=DEFAULT_CRD, workdir=root / "kube") as server:
         os.environ.update(KUBECONFIG=str(server.kubeconfig), AMPX_BACKEND="kube")
         for name in ("GITHUB_TOKEN", "AMP_API_KEY"):  # the App and the Secrets, as in a cluster

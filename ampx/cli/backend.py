@@ -189,11 +189,21 @@ class KubeBackend:
             raise CliError(f"no pod for attempt {attempt} (Job {job}); it may have been cleaned up")
         pod = sorted(pods, key=lambda p: p["metadata"].get("creationTimestamp") or "")[-1]
         name = pod["metadata"]["name"]
-        if follow:
-            for chunk in self.api.follow_pod_log(task.namespace, name):
-                yield chunk.decode("utf-8", "replace")
-        else:
-            yield self.api.pod_log(task.namespace, name)
+        spec = pod.get("spec") or {}
+        # the attempt's steps in order (prepare, agent, publish), each container's own log
+        steps = [c["name"] for c in (spec.get("initContainers") or []) + (spec.get("containers") or [])]
+        for step in steps:
+            if len(steps) > 1:
+                yield f"--- {step} ---\n"
+            try:
+                if follow:
+                    for chunk in self.api.follow_pod_log(task.namespace, name, container=step):
+                        yield chunk.decode("utf-8", "replace")
+                else:
+                    yield self.api.pod_log(task.namespace, name, container=step)
+            except KubeError as exc:
+                if exc.status != 400:  # a step that has not started yet: nothing to show
+                    raise
 
 
 def add_follow_up(message: str, by: str):

@@ -109,10 +109,15 @@ def worker(ctx, task_name, number, namespace, backend, credentials_stdin):
 @click.option("--token-file", required=True, type=_FILE, help="File holding the GitHub token.")
 @click.option("--private", required=True, type=_DIR, help="Private directory (never the agent's).")
 @click.option("--workspace", required=True, type=_DIR, help="The agent's checkout to create.")
-def prepare(attempt_file, token_file, private, workspace):
-    """Clone privately and create the agent's checkout (exit 2: configuration, 8: git)."""
-    from ..worker.attempt import Exit
+@click.option("--report-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write the report when the attempt cannot start "
+                   "(Kubernetes: /dev/termination-log).")
+def prepare(attempt_file, token_file, private, workspace, report_file):
+    """Clone privately and create the agent's checkout (exit 2: configuration or a branch this
+    task may not push, 8: git); when it cannot, the attempt's report says why."""
+    from ..core.models import WorkerReport
     from ..worker.harden import forbid_inspection
+    from ..worker.publish_step import emit_report, now
     from ..worker.lines import one_line
     from ..worker.prepare_step import PrepareFailed, prepare as run_prepare
 
@@ -127,7 +132,10 @@ def prepare(attempt_file, token_file, private, workspace):
         start = run_prepare(spec, token, private, workspace, log=log)
     except PrepareFailed as exc:
         click.echo(f"[ampx] {exc.reason}", err=True)
-        sys.exit(Exit.GIT_FAILED if exc.kind == "git" else Exit.CONFIG)
+        code, outcome = exc.outcome
+        emit_report(WorkerReport(outcome=outcome, reason=exc.reason[:2000], exit_code=code,
+                                 finished_at=now()), report_file, sys.stdout)
+        sys.exit(code)
     click.echo(f"[ampx] attempt {spec.number} starts at {start.start_sha[:12]} on {start.branch}")
 
 
@@ -166,6 +174,10 @@ def publish(attempt_file, token_file, private, workspace, control, report_file):
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     deadline = time.monotonic() + spec.timeout_s + DEADLINE_GRACE_S
     result = wait_for_agent_result(control, deadline, stop)
+    try:  # read again: on Kubernetes the operator renews the token during a long attempt
+        token = _token(token_file)
+    except CliError:
+        pass  # gone or spoiled since the start: push with the token checked then
     publisher = Publisher(spec, token, private, workspace, credential_values(),
                           lambda line: click.echo(one_line(line)))
     code, report = publisher.run(result, stopped=stop.is_set(), timed_out=result is None)

@@ -16,17 +16,18 @@ from kubernetes.client.exceptions import ApiException
 from ..core.names import GROUP, PLURAL, VERSION
 from ..settings import env
 from .errors import KubeError
-from .rbac import Permission
+from .rbac import AGENT_KEY_SECRET, Permission
 
 _REGISTRY: dict[str, tuple[str, Permission]] = {}
 
 
-def needs(roles: str, group: str, resource: str, verb: str) -> Callable:
-    """Declare the permission a method uses, and which roles (operator, worker, cli) call it."""
+def needs(roles: str, group: str, resource: str, verb: str, names: tuple[str, ...] = ()) -> Callable:
+    """Declare the permission a method uses, and which roles (operator, worker, cli) call it.
+    `names`: the call is allowed on these objects only (RBAC resourceNames)."""
 
     def mark(fn: Callable) -> Callable:
-        _REGISTRY[fn.__name__] = (roles, Permission(group, resource, verb))
-        fn.permission = Permission(group, resource, verb)
+        _REGISTRY[fn.__name__] = (roles, Permission(group, resource, verb, names))
+        fn.permission = Permission(group, resource, verb, names)
         return fn
 
     return mark
@@ -139,7 +140,7 @@ class KubeApi:
         return client.CoreV1Api(self.api_client)
 
     # ---------------------------------------------------------------- AmpTasks
-    @needs("operator,worker,cli", GROUP, PLURAL, "get")
+    @needs("operator,cli", GROUP, PLURAL, "get")
     def get_task(self, ns: str, name: str) -> dict:
         return _call(f"get amptask {name}", self.custom.get_namespaced_custom_object,
                      GROUP, VERSION, ns, PLURAL, name)
@@ -181,7 +182,7 @@ class KubeApi:
         return _call(f"patch amptask {name}", self.custom.patch_namespaced_custom_object,
                      GROUP, VERSION, ns, PLURAL, name, body)
 
-    @needs("operator,worker", GROUP, PLURAL + "/status", "patch")
+    @needs("operator", GROUP, PLURAL + "/status", "patch")
     def patch_task_status(self, ns: str, name: str, status: dict) -> dict:
         return _call(f"patch amptask {name} status",
                      self.custom.patch_namespaced_custom_object_status,
@@ -214,6 +215,41 @@ class KubeApi:
 
 
 
+    # ---------------------------------------------------------------- Secrets
+    @needs("operator", "", "secrets", "create")
+    def create_secret(self, ns: str, body: dict) -> None:
+        _call("create secret", self.core.create_namespaced_secret, ns, body,
+              _preload_content=False)
+
+    @needs("operator", "", "secrets", "patch")
+    def patch_secret(self, ns: str, name: str, body: dict) -> None:
+        _call(f"patch secret {name}", self.core.patch_namespaced_secret, name, ns, body,
+              _preload_content=False)
+
+    @needs("operator", "", "secrets", "delete")
+    def delete_secret(self, ns: str, name: str) -> bool:
+        try:
+            self.core.delete_namespaced_secret(name, ns, _preload_content=False)
+            return True
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise explain(exc, f"delete secret {name}") from None
+
+    @needs("operator", "", "secrets", "get", names=(AGENT_KEY_SECRET,))
+    def agent_key(self, ns: str, name: str, key: str) -> Optional[str]:
+        """The agent's key from its Secret (the one Secret the operator may read), to mask it."""
+        import base64
+
+        try:
+            data = _raw(f"get secret {name}", self.core.read_namespaced_secret, name, ns)
+        except KubeError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        value = (data.get("data") or {}).get(key)
+        return base64.b64decode(value).decode("utf-8", "replace") if value else None
+
     @needs("operator,cli", "", "pods", "list")
     def list_pods(self, ns: str, label_selector: str) -> list[dict]:
         return _raw("list pods", self.core.list_namespaced_pod, ns,
@@ -221,14 +257,20 @@ class KubeApi:
 
 
     @needs("operator,cli", "", "pods/log", "get")
-    def pod_log(self, ns: str, name: str, tail_lines: Optional[int] = None) -> str:
-        kw = {"tail_lines": tail_lines} if tail_lines else {}
+    def pod_log(self, ns: str, name: str, tail_lines: Optional[int] = None,
+                container: Optional[str] = None, limit_bytes: Optional[int] = None) -> str:
+        kw: dict[str, Any] = {"tail_lines": tail_lines} if tail_lines else {}
+        if container:
+            kw["container"] = container
+        if limit_bytes:
+            kw["limit_bytes"] = limit_bytes
         return _call(f"read log of pod {name}", self.core.read_namespaced_pod_log, name, ns, **kw)
 
     @needs("cli", "", "pods/log", "get")
-    def follow_pod_log(self, ns: str, name: str) -> Iterator[bytes]:
+    def follow_pod_log(self, ns: str, name: str, container: Optional[str] = None) -> Iterator[bytes]:
+        kw = {"container": container} if container else {}
         try:
-            resp = self.core.read_namespaced_pod_log(name, ns, follow=True, _preload_content=False)
+            resp = self.core.read_namespaced_pod_log(name, ns, follow=True, _preload_content=False, **kw)
         except ApiException as exc:
             raise explain(exc, f"follow log of pod {name}") from None
         yield from resp.stream(1024)

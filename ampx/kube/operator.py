@@ -35,7 +35,9 @@ from ..record import record
 from ..settings import GitHubSettings, env, register_env_secrets
 from ..task_rules import rules_from_env
 from .api import KubeApi, load_config
+from .attempt_secret import PushTokens
 from .jobs import KubeLauncher, KubeStore, WorkerSettings, status_patch, to_task
+from .masking import AgentKeyMask
 
 log = logging.getLogger("ampx.operator")
 
@@ -48,6 +50,7 @@ class OperatorState:
     schedule: CiSchedule
     history: Any = None
     branch_prefix: str = "amp/"
+    masks: Any = None
 
 
 STATE: dict[str, OperatorState] = {}
@@ -80,10 +83,15 @@ def build_state() -> OperatorState:
         if history is not None:
             record(history, task)
 
+    workers = WorkerSettings.from_env()
+    # the App key stays here: each attempt gets a push token minted for its repository
+    tokens = PushTokens.from_settings(GitHubSettings.from_env())
     engine = Engine(store=KubeStore(api, namespaces),
-                    launcher=KubeLauncher(api, WorkerSettings.from_env()),
+                    launcher=KubeLauncher(api, workers, tokens),
                     forge=_forge(), on_change=on_change, rules=lambda: rules)
-    return OperatorState(api, engine, namespaces, CiSchedule(), history, rules.branch_prefix)
+    masks = AgentKeyMask(api, workers.amp_secret, workers.amp_secret_key)
+    return OperatorState(api, engine, namespaces, CiSchedule(), history, rules.branch_prefix,
+                         masks)
 
 
 @kopf.on.startup()
@@ -138,6 +146,7 @@ def task_event(type: str, body: Any, name: str, namespace: str, **_: Any) -> Non
             op.history.mark_deleted(name, namespace=namespace)
         return
     op.namespaces[name] = namespace
+    op.masks.ensure(namespace)  # before any CI output of this namespace is copied
     try:
         if _refuse_invalid(op, body, name, namespace):
             return
@@ -167,6 +176,7 @@ def tick(body: Any, name: str, namespace: str, **_: Any) -> None:
     """Poll CI when due and reconcile active tasks (this is what makes a missed event harmless)."""
     op = _op()
     op.namespaces[name] = namespace
+    op.masks.ensure(namespace)
     status = body.get("status") or {}
     phase = status.get("phase")
     if phase not in (None, "queued", "running", "retrying") and status.get("prState") != "merging" \

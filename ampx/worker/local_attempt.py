@@ -34,10 +34,6 @@ from .prepare_step import PrepareFailed, prepare
 from .publish_step import Publisher
 from .reaper import become_subreaper, kill_descendants
 
-# how a prepare step that could not start the attempt is reported (kind -> exit, outcome)
-PREPARE_OUTCOMES = {"config": (Exit.CONFIG, AttemptOutcome.CONFIG_ERROR),
-                    "branch": (Exit.CONFIG, AttemptOutcome.BRANCH_REFUSED),
-                    "git": (Exit.GIT_FAILED, AttemptOutcome.GIT_FAILED)}
 BACKSTOP_GRACE_S = 30.0  # past the attempt's limit the agent step itself should have ended
 
 
@@ -135,7 +131,7 @@ class LocalAttempt:
         try:
             start = prepare(spec, token, private, workspace, log=self.log)
         except PrepareFailed as exc:
-            code, outcome = PREPARE_OUTCOMES.get(exc.kind, (Exit.GIT_FAILED, AttemptOutcome.GIT_FAILED))
+            code, outcome = exc.outcome
             return self.finish(code, outcome, exc.reason)
         control.mkdir(parents=True, exist_ok=True)
         attempt_file = write_attempt_spec(spec, control / "attempt.json")

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
+from ..core.models import AttemptOutcome
 from ..core.repo import parse_repo
 from ..gitops.auth import GitAuth
 from ..gitops.git import GitError
@@ -24,13 +25,24 @@ from ..gitops.ownership import BranchRefused
 from ..gitops.private_repo import clean_git
 from ..gitops.repospec import remote_url
 from ..gitops.workspace import BaseBranchMissing, Workspace
+from .attempt import Exit
 
 START_FILE = "start.json"
+
+# how a prepare step that could not start the attempt is reported: kind -> (exit, outcome)
+PREPARE_OUTCOMES = {"config": (Exit.CONFIG, AttemptOutcome.CONFIG_ERROR),
+                    "branch": (Exit.CONFIG, AttemptOutcome.BRANCH_REFUSED),
+                    "git": (Exit.GIT_FAILED, AttemptOutcome.GIT_FAILED)}
 
 
 class PrepareFailed(Exception):
     """The attempt cannot start: ``kind`` is ``config`` (e.g. no base branch), ``branch`` (the
     task may not push its branch: default or base branch, or another's tip) or ``git``."""
+
+    @property
+    def outcome(self) -> tuple[int, AttemptOutcome]:
+        """(exit code, outcome) of the attempt that stops here."""
+        return PREPARE_OUTCOMES.get(self.kind, PREPARE_OUTCOMES["git"])
 
     def __init__(self, kind: str, reason: str) -> None:
         super().__init__(reason)

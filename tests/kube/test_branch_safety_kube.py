@@ -23,7 +23,8 @@ from e2e.branch_checks import (
     spec,
     start_together,
 )
-from kube.test_operator_e2e import AMPTASKS, JOBS, Cluster
+from kube.cluster import AMPTASKS, Cluster
+from kube.test_operator_e2e import JOBS
 
 pytestmark = pytest.mark.e2e
 ALLOWED = '{"default": ["demo/*"], "other-team": ["tools/*"]}'
@@ -35,6 +36,7 @@ def cluster(world, kube_env, fake_kubelet, kube_spawn, tmp_path, monkeypatch):
     monkeypatch.delenv("AMP_API_KEY")
     monkeypatch.setenv("AMPX_BACKEND", "kube")
     c = Cluster(world, kube_env, fake_kubelet, kube_spawn, tmp_path)
+    monkeypatch.setenv("AMP_FAKE_HOME", str(c.amp_home))  # where the agents keep their threads
     add_trunk_repo(world)
     world.emulator.install_app(c.app.app_id, TRUNK_REPO)
     c.op_env["AMPX_ALLOWED_REPOS"] = ALLOWED  # what the chart's tasks.allowedRepos renders

@@ -1,11 +1,11 @@
 """The Kubernetes runtime end to end: the real operator process (kopf), the Kubernetes API
 emulator, a kubelet stand-in running `ampx worker` for each Job, and the GitHub stand-in with
-GitHub App auth (the key reaches workers only through a Secret)."""
+GitHub App auth (the key stays with the operator; each attempt gets a push token in its own
+Secret, mounted only into the pod's prepare and publish containers)."""
 
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +21,7 @@ from ampx.sandbox.world import DEMO_REPO
 
 from ampx.kube.rbac import OPERATOR, WORKER
 from e2e.checks import assert_story, start, wait_all
+from kube.cluster import running_cluster
 from kubeharness.server import write_kubeconfig
 
 pytestmark = pytest.mark.e2e
@@ -28,82 +29,20 @@ AMPTASKS = "ampx.dev/v1alpha1/amptasks"
 JOBS = "batch/v1/jobs"
 
 
-class Cluster:
-    def __init__(self, world, server, kubelet, spawn, tmp_path):
-        self.world, self.server, self.kubelet, self.spawn = world, server, kubelet, spawn
-        app = world.emulator.create_app()
-        for repo in world.repos:  # the demo project, and its pull-request-only twin
-            world.emulator.install_app(app.app_id, repo)
-        self.app = app
-        server.create_secret("gh-app", {"private-key.pem": app.private_key_pem})
-        server.create_secret("amp-api", {"api-key": world.env["AMP_API_KEY"]})
-        keyfile = tmp_path / "app.pem"
-        keyfile.write_text(app.private_key_pem)
-        self.history_path = tmp_path / "history.db"
-        self.op_env = {
-            "AMPX_GITHUB_API_URL": world.env["AMPX_GITHUB_API_URL"],
-            "AMPX_GITHUB_URL": world.env["AMPX_GITHUB_URL"],
-            "AMPX_GITHUB_APP_ID": str(app.app_id),
-            "AMPX_GITHUB_APP_PRIVATE_KEY_FILE": str(keyfile),
-            "AMPX_GITHUB_APP_SECRET": "gh-app",
-            "AMPX_AMP_SECRET": "amp-api",
-            "AMPX_HISTORY_DB": str(self.history_path),
-            "AMPX_WORKER_IMAGE": "ampx-worker:test",
-            "AMPX_CI_POLL_SECONDS": "1",
-            "AMPX_CI_POLL_MAX_SECONDS": "2",
-            "GITHUB_TOKEN": "",
-            "AMP_API_KEY": "",
-        }
-        # what the worker image would provide: the amp CLI on PATH, a workspace
-        kubelet.extra_env.update({"PATH": world.env["PATH"],
-                                  "AMP_FAKE_HOME": world.env["AMP_FAKE_HOME"],
-                                  "AMPX_WORKSPACE": world.env["AMPX_WORKSPACE"]})
-        self.operator = None
-        # The operator and the workers act as their own service accounts, allowed exactly what
-        # ampx/kube/rbac.py (and so the Helm chart) grants: a call outside it is a 403.
-        self.operator_user = "system:serviceaccount:default:ampx-operator"
-        self.worker_user = "system:serviceaccount:default:ampx-worker"
-        op_cfg = write_kubeconfig(tmp_path / "operator.kubeconfig", server.url, token="op-token")
-        wk_cfg = write_kubeconfig(tmp_path / "worker.kubeconfig", server.url, token="worker-token")
-
-        def bind(emulator):
-            emulator.tokens.update({"op-token": self.operator_user, "worker-token": self.worker_user})
-            emulator.rbac[self.operator_user] = frozenset((p.group, p.resource, p.verb) for p in OPERATOR)
-            emulator.rbac[self.worker_user] = frozenset((p.group, p.resource, p.verb) for p in WORKER)
-
-        server.call(bind, server.emulator)
-        self.op_env["KUBECONFIG"] = str(op_cfg)
-        kubelet.pod_kubeconfig = wk_cfg
-
-    def start_operator(self):
-        before = self.server.call(self.server.emulator.watch_count, AMPTASKS)
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.liveness = f"http://127.0.0.1:{s.getsockname()[1]}/healthz"
-        self.operator = self.spawn([sys.executable, "-m", "ampx", "operator", "-n", "default",
-                                    "--liveness", self.liveness], env=self.op_env)
-        self.server.wait_for(lambda: self.operator.returncode is not None or
-                             self.server.call(self.server.emulator.watch_count, AMPTASKS) > before,
-                             timeout=30, message="operator watch")
-        assert self.operator.returncode is None, self.operator.output
-        return self.operator
-
-        self.operator.stop(grace=0)
-
-
 @pytest.fixture
 def cluster(world, kube_env, fake_kubelet, kube_spawn, tmp_path, monkeypatch):
-    monkeypatch.delenv("GITHUB_TOKEN")
-    monkeypatch.delenv("AMP_API_KEY")
-    monkeypatch.setenv("AMPX_BACKEND", "kube")
-    c = Cluster(world, kube_env, fake_kubelet, kube_spawn, tmp_path)
-    c.start_operator()
-    yield c
-    assert "Traceback" not in c.operator.output, c.operator.output[-3000:]
+    yield from running_cluster(world, kube_env, fake_kubelet, kube_spawn, tmp_path, monkeypatch)
 
 
-
-
+def recorded(cluster, run) -> HistoryDB:
+    """The history database once the operator recorded the final status (it writes the
+    AmpTask first, the history row right after)."""
+    history = HistoryDB(cluster.history_path)
+    cluster.server.wait_for(
+        lambda: (history.get_task(run.task_id) or {}).get("attempts") == run.task.status.attempts
+        and history.get_task(run.task_id)["status"] == run.task.status.phase.value,
+        timeout=10, message="history caught up")
+    return history
 
 
 def test_six_stories_on_kubernetes(cluster):
@@ -114,7 +53,7 @@ def test_six_stories_on_kubernetes(cluster):
     wait_all(backend, runs)
     history = HistoryDB(cluster.history_path)
     for run in runs:
-        assert_story(cluster.world, run, history)
+        assert_story(cluster.world, run, recorded(cluster, run))
         for n in range(1, run.task.status.attempts + 1):
             assert cluster.kubelet.starts[f"{run.task_id}-a{n}"] <= 1
     by = {r.scenario.key: r.task for r in runs}
@@ -128,23 +67,36 @@ def test_six_stories_on_kubernetes(cluster):
     # Jobs: deterministic names, owned by their task, secrets only by reference
     job = cluster.server.get("batch", "v1", "jobs", "default", f"{runs[0].task_id}-a1")
     assert job["metadata"]["ownerReferences"][0]["uid"] == runs[0].task.metadata["uid"]
-    env = job["spec"]["template"]["spec"]["containers"][0]["env"]
+    containers = {c["name"]: c for c in job["spec"]["template"]["spec"]["containers"]}
+    env = containers["agent"]["env"]
     assert {"name": "AMP_API_KEY", "valueFrom": {"secretKeyRef": {"name": "amp-api", "key": "api-key"}}} in env
     assert all("value" not in e for e in env if "KEY" in e["name"])
     assert runs[0].scenario.prompt not in str(job)
+    # the reports came from the publish containers' termination messages
+    pods = cluster.server.objects("pods", "default", label_selector=f"job-name={runs[0].task_id}-a1")
+    (publish,) = [cs for cs in pods[0]["status"]["containerStatuses"] if cs["name"] == "publish"]
+    assert '"outcome": "pushed"' in publish["state"]["terminated"]["message"].replace('":"', '": "')
+    # each attempt's Secret (its push token) is gone once the attempt ended
+    assert not [s for s in cluster.server.objects("secrets", "default")
+                if s["metadata"]["name"].startswith(tuple(r.task_id for r in runs))]
     r = cluster.server.kubectl("wait", "--for=condition=Succeeded", f"amptask/{runs[0].task_id}",
                                "--timeout=20s", check=False)
     assert r.returncode == 0 and "condition met" in r.stdout, r.stderr
     green = backend.get(runs[0].task_id)
     assert green.status.observed_generation == green.metadata["generation"]
-    # least privilege held: everything ran under the declared RBAC, and the worker needed all of its
+    # least privilege held: everything ran under the declared RBAC; workers made no API call
     used = cluster.server.call(lambda: set(cluster.server.emulator.rbac_used))
-    assert {(g, r, v) for u, g, r, v in used if u == cluster.worker_user} == \
-        {(p.group, p.resource, p.verb) for p in WORKER}
+    assert not [u for u in used if u[0] == cluster.worker_user]
     op_used = {(g, r, v) for u, g, r, v in used if u == cluster.operator_user}
     assert op_used <= {(p.group, p.resource, p.verb) for p in OPERATOR}
     assert {("batch", "jobs", "create"), ("batch", "jobs", "delete"), ("ampx.dev", "amptasks", "watch"),
-            ("ampx.dev", "amptasks/status", "patch")} <= op_used, op_used
+            ("ampx.dev", "amptasks/status", "patch"), ("", "secrets", "create"),
+            ("", "secrets", "delete"), ("", "secrets", "get")} <= op_used, op_used
+    # every container ran as the pod's user (10001) where the stand-in can run Python as it
+    # (else uid 0), never with a capability (see kubeharness.kubelet)
+    if os.geteuid() == 0:
+        uids = {c.uid for p in cluster.kubelet.pods.values() for c in p.containers.values()}
+        assert uids == {cluster.kubelet.usable_uid(10001)}
     # the aborted task's Job is gone, and the history outlives deleted tasks
     aborted = by["aborted"]
     cluster.server.wait_for_absence(JOBS, "default", f"{aborted.name}-a1")
@@ -171,7 +123,7 @@ def test_operator_restart_mid_flight_creates_no_duplicate(cluster):
     time.sleep(4)  # the attempt finishes and reports while no operator is watching
     cluster.start_operator()
     wait_all(backend, [run], timeout=120)
-    assert_story(cluster.world, run, HistoryDB(cluster.history_path))
+    assert_story(cluster.world, run, recorded(cluster, run))
     assert cluster.kubelet.starts[f"{run.task_id}-a1"] == 1
     assert cluster.kubelet.starts[f"{run.task_id}-a2"] == 1
 
@@ -201,7 +153,7 @@ def test_operator_restart_while_waiting_on_ci_loses_no_result(cluster):
     assert backend.get(run.task_id).status.attempts == 1 and len(runs) <= 1
     cluster.start_operator()
     wait_all(backend, [run], timeout=120)
-    assert_story(cluster.world, run, HistoryDB(cluster.history_path))
+    assert_story(cluster.world, run, recorded(cluster, run))
     assert "AssertionError: 18 != 2" in run.task.status.history[1].prompt
     assert cluster.kubelet.starts[f"{run.task_id}-a1"] == 1
     assert cluster.kubelet.starts[f"{run.task_id}-a2"] == 1
@@ -244,8 +196,8 @@ def test_abort_continue_and_cli_listing(cluster):
     cluster.server.wait_for(lambda: backend.get(slow).status.phase == Phase.ABORTED, timeout=20)
     slow_pods = cluster.kubelet.pods_of(job)
     assert slow_pods
-    cluster.server.wait_for(lambda: all(p.proc.poll() is not None for p in slow_pods), timeout=20,
-                            message="the aborted attempt's worker process was killed")
+    cluster.server.wait_for(lambda: all(p.exited() for p in slow_pods), timeout=20,
+                            message="the aborted attempt's containers were killed")
 
     cluster.server.wait_for(lambda: backend.get(broken).status.phase == Phase.NEEDS_REVIEW,
                             timeout=90, message="broken task needs review")
@@ -391,3 +343,36 @@ def test_the_worker_identity_cannot_list_tasks(tmp_path):
                            env=env, timeout=60)
     assert r.returncode == 1
     assert r.stderr.startswith("error: permission denied: ") and 'cannot list resource "amptasks"' in r.stderr
+
+
+def test_abort_keeps_the_work_as_a_wip_commit(cluster):
+    """Abort deletes the Job: every container gets SIGTERM at once; publish still holds its
+    token (mounted at start) and pushes what the agent did as a WIP commit."""
+    env = cluster.server.env(AMPX_BACKEND="kube", AMPX_OWNER="alice")
+    r = subprocess.run([sys.executable, "-m", "ampx", "start", "--repo", DEMO_REPO, "--task",
+                        "Half done\n@fake append README.md half\n@fake sleep 120"],
+                       capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode == 0, r.stderr
+    tid = r.stdout.split()[1]
+    backend = KubeBackend()
+    job = f"{tid}-a1"
+    cluster.kubelet.wait_for_start(job, timeout=30)
+    # wait until the agent has written (its thread announced: it is in its turn)
+    cluster.server.wait_for(lambda: getattr(backend.get(tid).status.reports.get("1"), "thread_id", None),
+                            timeout=30, message="the agent's thread id reached the status")
+    time.sleep(1)
+    r = subprocess.run([sys.executable, "-m", "ampx", "abort", tid], capture_output=True,
+                       text=True, env=env, timeout=60)
+    assert r.returncode == 0, r.stderr
+    branch = backend.get(tid).spec.branch
+    git_dir = cluster.world.emulator.git_path(DEMO_REPO)
+
+    def subject():
+        out = subprocess.run(["git", "--git-dir", str(git_dir), "log", "-1", "--format=%s", branch],
+                             capture_output=True, text=True)
+        return out.stdout.strip() if out.returncode == 0 else ""
+
+    cluster.server.wait_for(lambda: "WIP" in subject(), timeout=30,
+                            message="the WIP commit on the task branch")
+    assert subject() == "ampx: WIP Half done (attempt 1, interrupted)"
+    assert backend.get(tid).status.phase == Phase.ABORTED

@@ -244,12 +244,17 @@ class AmpxKubernetesEmulator(kmock.KubernetesEmulator):
     bookmark_interval: float = 5.0
     default_user: str = 'system:serviceaccount:default:ampx'
     tokens: dict[str, str] = attrs.field(factory=dict)
+    #: the user of requests without a bearer token (None: ``default_user``, the harness's own);
+    #: e.g. ``system:anonymous`` with an empty RBAC set, as a real API server treats them
+    anonymous_user: str | None = None
     require_namespaces: bool = True
     job_default_propagation: str = 'Orphan'
     log_poll_interval: float = 0.05
 
     # The public in-memory state.
     pod_logs: dict[tuple[str, str], bytearray] = attrs.field(factory=dict, init=False)
+    #: per-container logs of multi-container pods (the kubelet stand-in writes both)
+    container_logs: dict[tuple[str, str, str], bytearray] = attrs.field(factory=dict, init=False)
     server_errors: list[BaseException] = attrs.field(factory=list, init=False)
 
     _rv: int = attrs.field(default=100, init=False)
@@ -261,7 +266,8 @@ class AmpxKubernetesEmulator(kmock.KubernetesEmulator):
     _listeners: list[Callable[[str, ResourceMeta, dict[str, Any], dict[str, Any] | None], None]] = attrs.field(factory=list, init=False)
     _denials: list[_Denial] = attrs.field(factory=list, init=False)
     #: RBAC allow-lists: a user named here may do only what its set of (group, resource, verb)
-    #: names (deny by default, as RBAC); every permission such a user used is recorded.
+    #: or (group, resource, verb, resourceName) names (deny by default, as RBAC); every
+    #: permission such a user used is recorded.
     rbac: dict[str, frozenset[tuple[str, str, str]]] = attrs.field(factory=dict, init=False)
     rbac_used: set[tuple[str, str, str, str]] = attrs.field(factory=set, init=False)
     _pending_policy: dict[str, str] = attrs.field(factory=dict, init=False)
@@ -1030,11 +1036,18 @@ class AmpxKubernetesEmulator(kmock.KubernetesEmulator):
     # -----------------------------------------------------------------------------------------
     # Pod logs
 
-    def append_pod_log(self, namespace: str, name: str, data: bytes | str) -> None:
-        """Append to a pod's log (thread-safe; what ``kubectl logs`` will see)."""
+    def append_pod_log(self, namespace: str, name: str, data: bytes | str, container: str | None = None) -> None:
+        """Append to a pod's log (thread-safe; what ``kubectl logs`` will see). With
+        ``container``, to that container's own log too (``?container=`` serves it)."""
         chunk = data.encode() if isinstance(data, str) else bytes(data)
         with self._log_lock:
             self.pod_logs.setdefault((namespace, name), bytearray()).extend(chunk)
+            if container is not None:
+                self.container_logs.setdefault((namespace, name, container), bytearray()).extend(chunk)
+
+    def container_log(self, namespace: str, name: str, container: str) -> str:
+        with self._log_lock:
+            return bytes(self.container_logs.get((namespace, name, container), b'')).decode('utf-8', 'replace')
 
     def pod_log(self, namespace: str, name: str) -> str:
         with self._log_lock:
@@ -1071,7 +1084,7 @@ class AmpxKubernetesEmulator(kmock.KubernetesEmulator):
         auth = request.headers.get('Authorization') or request.headers.get('authorization') or ''
         if auth.lower().startswith('bearer '):
             return self.tokens.get(auth[7:].strip(), self.default_user)
-        return self.default_user
+        return self.anonymous_user or self.default_user
 
     def _authorize(self, request: rendering.Request, verb: str, meta: ResourceMeta, sub: str | None,
                    namespace: str | None, name: str | None) -> None:
@@ -1079,7 +1092,10 @@ class AmpxKubernetesEmulator(kmock.KubernetesEmulator):
         allowed = self.rbac.get(user)
         if allowed is not None:
             what = f'{meta.plural}/{sub}' if sub else meta.plural
-            if (meta.group, what, verb) not in allowed:
+            # (group, resource, verb) allows any object; (group, resource, verb, name) only that
+            # one (a rule with resourceNames: never a list, watch or create, as in RBAC)
+            if (meta.group, what, verb) not in allowed and \
+                    (name is None or (meta.group, what, verb, name) not in allowed):
                 scope = f'in the namespace "{namespace}"' if namespace else 'at the cluster scope'
                 raise ApiError(403, 'Forbidden',
                                f'{meta.qualified} is forbidden: User "{user}" cannot {verb} resource '
@@ -1689,10 +1705,13 @@ class AmpxKubernetesEmulator(kmock.KubernetesEmulator):
                 raise ApiError(400, 'BadRequest', f'a container name must be specified for pod {name}, '
                                f'choose one of: [{" ".join(containers)}]')
             container = containers[0] if containers else ''
-        key = (ns, name)
+        key: tuple[str, ...] = (ns, name)
+        logs: dict[Any, bytearray] = self.pod_logs
         with self._log_lock:
-            has_log = key in self.pod_logs
-            data = bytes(self.pod_logs.get(key, b''))
+            if (ns, name, container) in self.container_logs:
+                key, logs = (ns, name, container), self.container_logs
+            has_log = key in logs
+            data = bytes(logs.get(key, b''))
         if not has_log:
             status = pod.get('status') or {}
             reason = 'ContainerCreating' if status.get('phase', 'Pending') == 'Pending' else None
@@ -1709,7 +1728,7 @@ class AmpxKubernetesEmulator(kmock.KubernetesEmulator):
                 raise ApiError(400, 'BadRequest', 'invalid tailLines') from None
             lines = data.splitlines(keepends=True)
             data = b''.join(lines[-tail:]) if tail > 0 else b''
-        start = len(bytes(self.pod_logs.get(key, b'')))
+        start = len(bytes(logs.get(key, b'')))
         if params.get('limitBytes'):
             data = data[:int(params['limitBytes'])]
         if params.get('follow') not in ('true', '1'):
@@ -1735,7 +1754,7 @@ class AmpxKubernetesEmulator(kmock.KubernetesEmulator):
                     closing.is_set()
                 )
                 with self._log_lock:
-                    chunk = bytes(self.pod_logs.get(key, b''))[offset:]
+                    chunk = bytes(logs.get(key, b''))[offset:]
                 if chunk:
                     offset += len(chunk)
                     await response.write(chunk)

@@ -7,6 +7,8 @@ or ``from kubeharness.fixtures import *`` in a test module.
 from __future__ import annotations
 
 import pathlib
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -62,9 +64,16 @@ def kube_api_client(kube_server: KubeServer) -> Iterator[Any]:
 @pytest.fixture
 def fake_kubelet(kube_server: KubeServer, tmp_path: pathlib.Path) -> Iterator[FakeKubelet]:
     """A started kubelet stand-in; set ``fake_kubelet.extra_env[...]`` to pass env to all pods."""
-    kubelet = FakeKubelet(kube_server, extra_env={}, workdir=tmp_path / 'pods', grace_period=2.0)
-    with kubelet:
-        yield kubelet
+    # Outside pytest's basetemp: its root is 0700 (reset by any pytest run of the same user),
+    # and the pods' user must be able to reach its volumes
+    base = pathlib.Path(tempfile.mkdtemp(prefix='kubeharness-'))
+    base.chmod(0o755)
+    kubelet = FakeKubelet(kube_server, extra_env={}, workdir=base / 'pods', grace_period=2.0)
+    try:
+        with kubelet:
+            yield kubelet
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
     assert not kubelet.errors, f'The kubelet stand-in failed internally: {kubelet.errors!r}'
 
 

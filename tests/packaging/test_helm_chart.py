@@ -82,8 +82,6 @@ def test_objects_per_install_mode():
         ("ServiceAccount", ns, "ampx-worker"),
         ("Role", ns, "ampx-operator"),
         ("RoleBinding", ns, "ampx-operator"),
-        ("Role", ns, "ampx-worker"),
-        ("RoleBinding", ns, "ampx-worker"),
     ])
     assert kinds({"clusterWide": True}) == sorted([
         ("Deployment", ns, "ampx-operator"),
@@ -92,15 +90,14 @@ def test_objects_per_install_mode():
         ("ServiceAccount", ns, "ampx-worker"),
         ("ClusterRole", "-", f"ampx-{ns}-operator"),
         ("ClusterRoleBinding", "-", f"ampx-{ns}-operator"),
-        ("ClusterRole", "-", f"ampx-{ns}-worker"),
-        ("RoleBinding", ns, "ampx-worker"),
     ])
+    # the worker has no Role at all; the optional NetworkPolicy, one per task namespace
+    assert ("NetworkPolicy", ns, "ampx-worker") in kinds({"networkPolicy": {"enabled": True}})
     per_ns = [
         (kind, n, name)
         for n in ("a", "b")
         for kind, name in [("ServiceAccount", "ampx-worker"), ("Role", "ampx-operator"),
-                           ("RoleBinding", "ampx-operator"), ("Role", "ampx-worker"),
-                           ("RoleBinding", "ampx-worker")]
+                           ("RoleBinding", "ampx-operator")]
     ]
     assert kinds({"watchNamespaces": ["a", "b"]}) == sorted([
         ("Deployment", ns, "ampx-operator"),
@@ -208,6 +205,8 @@ def test_notes_show_the_first_task():
     assert "github.appId is not set" not in chartlib.notes(_with("github.appId", 42))
     multi = chartlib.notes({"watchNamespaces": ["a", "b"]})
     assert "kubectl -n b create secret generic ampx-amp" in multi
-    # the operator's own namespace needs the App key too (it is mounted into the operator)
+    # the App key goes into the operator's namespace only (it is mounted into the operator)
     assert f"kubectl -n {NAMESPACE} create secret generic ampx-github-app" in multi
+    assert "kubectl -n a create secret generic ampx-github-app" not in multi
+    assert "kubectl -n b create secret generic ampx-github-app" not in multi
     assert "every namespace" in chartlib.notes({"clusterWide": True})

@@ -41,19 +41,26 @@ def _rules_without_wildcards(role):
     for rule in role["rules"]:
         for field in ("apiGroups", "resources", "verbs", "resourceNames", "nonResourceURLs"):
             assert "*" not in rule.get(field, []), f"wildcard in {role['metadata']['name']}: {rule}"
-        assert set(rule) <= {"apiGroups", "resources", "verbs"}, rule
+        assert set(rule) <= {"apiGroups", "resources", "verbs", "resourceNames"}, rule
     return role["rules"]
 
 
-def _permissions(rules):
-    """PolicyRules back to the set of (group, resource, verb) they grant."""
+def _permissions(rules, agent_secret):
+    """PolicyRules back to the set of permissions they grant (the agent-key Secret's name in
+    resourceNames back to its placeholder)."""
     return {
-        rbac.Permission(g, r, v)
+        rbac.Permission(g, r, v, tuple(rbac.AGENT_KEY_SECRET if n == agent_secret else n
+                                       for n in rule.get("resourceNames", [])))
         for rule in rules
         for g in rule["apiGroups"]
         for r in rule["resources"]
         for v in rule["verbs"]
     }
+
+
+def _declared_rules(agent_secret):
+    return yaml.safe_load(yaml.safe_dump(rbac.as_rules(rbac.OPERATOR)).replace(
+        rbac.AGENT_KEY_SECRET, agent_secret))
 
 
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
@@ -62,12 +69,16 @@ def test_rbac_grants_exactly_what_the_code_calls(scenario):
     prefix = SCENARIOS[scenario].values.get("fullnameOverride", "ampx")
     operator, worker = f"{prefix}-operator", f"{prefix}-worker"
     roles = chartlib.find(docs, "Role") + chartlib.find(docs, "ClusterRole")
+    agent_secret = chartlib.chart().merge_values(SCENARIOS[scenario].values)["amp"]["secret"]["name"]
+    assert roles
     for role in roles:
         name = role["metadata"]["name"]
-        declared = rbac.OPERATOR if name.endswith("-operator") else rbac.WORKER
-        assert name.endswith(("-operator", "-worker")), name
-        assert _rules_without_wildcards(role) == rbac.as_rules(declared), name
-        assert _permissions(role["rules"]) == declared, name
+        assert name.endswith("-operator"), f"only the operator has rules: {name}"
+        assert _rules_without_wildcards(role) == _declared_rules(agent_secret), name
+        assert _permissions(role["rules"], agent_secret) == rbac.OPERATOR, name
+        # the operator may read exactly one Secret: the agent's key, to mask it
+        reads = [r for r in role["rules"] if "secrets" in r["resources"] and "get" in r["verbs"]]
+        assert [r["resourceNames"] for r in reads] == [[agent_secret]], name
 
     cluster_wide = SCENARIOS[scenario].values.get("clusterWide", False)
     cluster = f"{prefix}-{NAMESPACE}"
@@ -78,24 +89,17 @@ def test_rbac_grants_exactly_what_the_code_calls(scenario):
                                       "kind": "ClusterRole", "name": f"{cluster}-operator"}
         assert binding["subjects"] == [
             {"kind": "ServiceAccount", "name": operator, "namespace": NAMESPACE}]
-        # the worker's ClusterRole is never bound cluster-wide
         assert len(chartlib.find(docs, "ClusterRoleBinding")) == 1
     else:
         assert chartlib.find(docs, "ClusterRole") == []
         assert chartlib.find(docs, "ClusterRoleBinding") == []
 
     for ns in SCENARIOS[scenario].task_namespaces:
-        # the worker: its own ServiceAccount in each task namespace, bound there only
+        # the worker: its own ServiceAccount in each task namespace, bound to nothing
         chartlib.one(docs, "ServiceAccount", worker, ns)
-        binding = chartlib.one(docs, "RoleBinding", worker, ns)
-        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": worker, "namespace": ns}]
-        if cluster_wide:
-            assert binding["roleRef"]["kind"] == "ClusterRole"
-            assert binding["roleRef"]["name"] == f"{cluster}-worker"
-        else:
-            assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io",
-                                          "kind": "Role", "name": worker}
-            chartlib.one(docs, "Role", worker, ns)
+        assert not [b for b in chartlib.find(docs, "RoleBinding") + chartlib.find(docs, "ClusterRoleBinding")
+                    if any(s["name"] == worker for s in b["subjects"])]
+        if not cluster_wide:
             chartlib.one(docs, "Role", operator, ns)
             op_binding = chartlib.one(docs, "RoleBinding", operator, ns)
             assert op_binding["roleRef"]["name"] == operator
@@ -201,25 +205,34 @@ def test_operator_builds_jobs_the_chart_can_run(monkeypatch):
             for version in chartlib.kube_versions()[:: max(1, len(chartlib.kube_versions()) - 1)]:
                 kube_validate.validate(job, version, strict=True)
             pod = job["spec"]["template"]["spec"]
-            (container,) = pod["containers"]
+            containers = {c["name"]: c for c in pod["initContainers"] + pod["containers"]}
+            assert set(containers) == {"prepare", "agent", "publish"}
             account = pod["serviceAccountName"]
             sa = chartlib.one(docs, "ServiceAccount", account, ns)  # exists where the Job runs
             # a private registry's pull secrets reach the Jobs through their ServiceAccount
             assert sa.get("imagePullSecrets", []) == merged["imagePullSecrets"]
-            assert chartlib.one(docs, "RoleBinding", account, ns)["subjects"][0]["name"] == account
-            assert container["image"] == env["AMPX_WORKER_IMAGE"]
-            assert container["imagePullPolicy"] == env["AMPX_WORKER_IMAGE_PULL_POLICY"]
-            assert container["resources"] == merged["worker"]["resources"]
-            refs = {e["name"]: e["valueFrom"]["secretKeyRef"]
-                    for e in container["env"] if "valueFrom" in e}
-            assert refs["AMP_API_KEY"] == merged["amp"]["secret"]
-            assert refs["AMPX_GITHUB_APP_PRIVATE_KEY"] == merged["github"]["appSecret"]
-            plain = {e["name"]: e["value"] for e in container["env"] if "value" in e}
-            for name in HANDED_TO_WORKERS & set(env):
-                assert plain[name] == env[name]
+            assert pod["automountServiceAccountToken"] is False
+            for name, container in containers.items():
+                assert container["image"] == env["AMPX_WORKER_IMAGE"]
+                assert container["imagePullPolicy"] == env["AMPX_WORKER_IMAGE_PULL_POLICY"]
+                assert container["resources"] == merged["worker"][
+                    "resources" if name == "agent" else "stepResources"]
+            refs = {(n, e["name"]): e["valueFrom"]["secretKeyRef"]
+                    for n, c in containers.items() for e in c.get("env", []) if "valueFrom" in e}
+            # the agent's key, by reference, in the agent only; the App key in no worker
+            assert refs == {("agent", "AMP_API_KEY"): merged["amp"]["secret"]}
+            plain = {e["name"]: e["value"] for e in containers["agent"]["env"] if "value" in e}
+            if "AMP_URL" in env:
+                assert plain["AMP_URL"] == env["AMP_URL"]
+            # the other settings reach the steps in attempt.json (in the per-attempt Secret)
             if scenario == "configured":
-                assert {"AMPX_GIT_AUTHOR_NAME", "AMPX_AGENT_COMMAND"} <= set(plain)
-            assert container["args"][-2:] == ["-n", ns]
+                record = dict(task.model_dump(mode="json", by_alias=True), status={
+                    "phase": "queued", "attempts": 1, "history": [{"number": 1, "prompt": "fix it"}]})
+                record["spec"]["branch"] = "amp/fix-it-01j9zy"
+                spec = json.loads(jobs.attempt_file(jobs.to_task(record), 1, settings))
+                assert spec["authorName"] == env["AMPX_GIT_AUTHOR_NAME"]
+                assert spec["agent"] == env["AMPX_AGENT_COMMAND"]
+                assert spec["gitUrl"] == env["AMPX_GITHUB_URL"]
 
 
 def test_variables_carry_the_values():
@@ -231,9 +244,10 @@ def test_variables_carry_the_values():
     # Helm merges maps with the defaults: limits keep memory: 4Gi beside the given cpu: 2
     merged = chartlib.chart().merge_values(v)
     assert json.loads(env["AMPX_WORKER_RESOURCES"]) == merged["worker"]["resources"]
-    assert merged["worker"]["resources"]["limits"] == {"cpu": 2, "memory": "4Gi"}
-    assert env["AMPX_GITHUB_APP_SECRET"] == "gh-app"
-    assert env["AMPX_GITHUB_APP_SECRET_KEY"] == "key.pem"
+    assert merged["worker"]["resources"]["limits"] == {"cpu": 2, "memory": "4Gi",
+                                                       "ephemeral-storage": "8Gi"}
+    assert json.loads(env["AMPX_WORKER_STEP_RESOURCES"]) == merged["worker"]["stepResources"]
+    assert "AMPX_GITHUB_APP_SECRET" not in env  # the App key is the operator's alone
     assert env["AMPX_AMP_SECRET"] == "amp-token"
     assert env["AMPX_AMP_SECRET_KEY"] == "token"
     assert env["AMPX_GITHUB_API_URL"] == "https://ghe.example.com/api/v3"
@@ -252,7 +266,6 @@ def test_variables_carry_the_values():
     assert default["AMPX_WORKER_IMAGE"] == f"ampx-worker:{version}"
     assert json.loads(default["AMPX_WORKER_RESOURCES"]) == chartlib.chart().values["worker"]["resources"]
     assert default["AMPX_GITHUB_API_URL"] == "https://api.github.com"
-    assert default["AMPX_GITHUB_APP_SECRET_KEY"] == "private-key.pem"
     assert default["AMPX_AMP_SECRET_KEY"] == "api-key"
 
 

@@ -70,5 +70,5 @@ watches exactly these.
 {{- if not $rules -}}
 {{- fail (printf "files/rbac.yaml has no %q rules: run python tests/packaging/sync_chart.py" $who) -}}
 {{- end -}}
-{{- toYaml $rules -}}
+{{- toYaml $rules | replace "<agent-key-secret>" $root.Values.amp.secret.name -}}
 {{- end -}}
