@@ -51,9 +51,16 @@ class RepoSchedule:
     next_at: dict[str, float] = field(default_factory=dict)
     # repository -> clock of its last webhook delivery
     heard_at: dict[str, float] = field(default_factory=dict)
+    # repository -> no poll before this clock, even for a delivery (GitHub's retry time, the
+    # request budget's spacing)
+    floor_at: dict[str, float] = field(default_factory=dict)
 
     def due(self, repo: str, now: Optional[float] = None) -> bool:
         return (self.clock() if now is None else now) >= self.next_at.get(repo, 0.0)
+
+    def may_poll(self, repo: str, now: Optional[float] = None) -> bool:
+        """A delivery's poll: at once, unless GitHub's retry time or the budget says not yet."""
+        return (self.clock() if now is None else now) >= self.floor_at.get(repo, 0.0)
 
     def interval(self, repo: str, waited: float) -> float:
         heard = self.heard_at.get(repo)
@@ -64,7 +71,9 @@ class RepoSchedule:
     def after_poll(self, repo: str, waited: float, hint: Optional[float]) -> None:
         """Schedule the next poll: the cadence, never sooner than ``hint`` (GitHub's retry
         time or the budget's spacing, from `Engine.poll_repository`)."""
-        self.next_at[repo] = self.clock() + max(self.interval(repo, waited), hint or 0.0)
+        now = self.clock()
+        self.next_at[repo] = now + max(self.interval(repo, waited), hint or 0.0)
+        self.floor_at[repo] = now + (hint or 0.0)
 
     def heard(self, repo: str) -> None:
         """A webhook delivery for ``repo`` arrived (the caller reconciles its tasks at once)."""
@@ -77,3 +86,4 @@ class RepoSchedule:
         keep = set(keep)
         for repo in [r for r in self.next_at if r not in keep]:
             self.next_at.pop(repo, None)
+            self.floor_at.pop(repo, None)

@@ -65,10 +65,13 @@ def signature(secret: bytes, body: bytes) -> str:
 def load_secret(path: Optional[str] = None, value: Optional[str] = None) -> bytes:
     """The webhook secret from a file (a mounted Secret) or a value; refuses an empty one."""
     text = Path(path).read_text() if path else (value or "")
-    secret = text.strip().encode()
+    secret = text.strip()
     if not secret:
         raise ValueError("the webhook secret is empty (AMPX_WEBHOOK_SECRET_FILE or AMPX_WEBHOOK_SECRET)")
-    return secret
+    from .redact import register_secret
+
+    register_secret(secret)  # never in a log or a status
+    return secret.encode()
 
 
 def _updated_at(payload: dict, event: str) -> Optional[float]:
@@ -237,11 +240,33 @@ class WebhookListener:
         self._server.server_close()
 
 
+class HeardRepositories:
+    """Repositories named by accepted deliveries, until the poll loop takes them (`drain`):
+    the operator's listener fills it, its CI loop polls each at once and then slowly."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._repos: set[str] = set()
+
+    def add(self, delivery: Delivery) -> None:
+        with self._lock:
+            self._repos.add(delivery.repo)
+
+    def drain(self) -> set[str]:
+        with self._lock:
+            repos, self._repos = self._repos, set()
+        return repos
+
+
+#: The operator process's deliveries (see `ampx.kube.operator` startup).
+HEARD = HeardRepositories()
+
+
 def parse_listen(value: str) -> tuple[str, int]:
     """`:8443`, `0.0.0.0:8443` or `8443` -> (host, port); a clear error otherwise."""
     host, _, port = value.rpartition(":") if ":" in value else ("", "", value)
     if not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"invalid --webhook-listen {value!r}: expected [HOST]:PORT")
+        raise ValueError(f"invalid address {value!r}: expected [HOST]:PORT, e.g. :8443")
     return host or "0.0.0.0", int(port)
 
 

@@ -101,6 +101,14 @@ def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.server_timeout = 300
     settings.execution.max_workers = 8
     STATE["op"] = build_state()
+    # --- issue 12 item 4 (scale-github): GitHub webhook deliveries (--webhook-listen /
+    # AMPX_WEBHOOK_LISTEN) collect their repositories in ampx.webhooks.HEARD for the CI loop
+    from ..webhooks import HEARD, from_env as webhooks_from_env
+
+    listener = webhooks_from_env(HEARD.add)
+    if listener is not None:
+        listener.start()
+    # ---
 
 
 def _op() -> OperatorState:

@@ -88,6 +88,7 @@ class Supervisor:
         self._last_warning: dict[str, str] = {}
         # repositories a webhook delivery named since the last step (polled at once)
         self._heard: "queue.SimpleQueue[str]" = queue.SimpleQueue()
+        self._pending_heard: set[str] = set()
 
     def delivered(self, delivery) -> None:
         """A webhook delivery (`ampx.webhooks.Delivery`): its repository is polled on the next
@@ -104,11 +105,13 @@ class Supervisor:
         now = time.monotonic()
         tasks = [t for t in self.store.list() if needs_attention(t)]
         waiting = group_by_repository(tasks)
-        heard: set[str] = set()
         while not self._heard.empty():
             repo = self._heard.get_nowait()
-            heard.add(repo)
+            self._pending_heard.add(repo)
             self.schedule.heard(repo)
+        # a delivery's repository is polled at once, within the budget (else when it allows)
+        heard = {r for r in self._pending_heard if self.schedule.may_poll(r, now)}
+        self._pending_heard -= heard
         for task in tasks:
             if task.status.stage and task.status.stage.value == "ci" and task.status.ci:
                 continue  # polled with its repository below

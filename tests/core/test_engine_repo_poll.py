@@ -151,6 +151,10 @@ def test_grouping_and_the_repository_schedule() -> None:
     assert sched.next_at["acme/api"] == 105
     sched.after_poll("acme/api", 10, 14.4)
     assert sched.next_at["acme/api"] == 114.4, "never sooner than the budget's spacing"
+    assert not sched.may_poll("acme/api"), "not even for a webhook delivery"
+    now[0] += 14.5
+    assert sched.may_poll("acme/api")
+    now[0] -= 14.5
     sched.heard("acme/api")
     sched.after_poll("acme/api", 10, None)
     assert sched.next_at["acme/api"] == 160, "a repository heard by webhook: safety net only"
