@@ -61,7 +61,8 @@ def test_faults_change_no_task_s_ending_and_a_refusal_still_errors(app_world):
         for run in runs:
             assert_story(world, run, history)
         st = refused.task.status
-        assert st.phase == Phase.ERROR and "not installed" in (st.summary or ""), st.summary
+        assert st.phase == Phase.ERROR and "other/uninstalled" in (st.summary or ""), st.summary
+        assert "not found" in st.summary or "not installed" in st.summary
     finally:
         stop_background()
     hit = " ".join(faults.hit)
