@@ -132,6 +132,11 @@ NOT_SET_BY_CHART = {
     "AMPX_GITHUB_APP_PRIVATE_KEY": "the key is mounted as a file from its Secret "
                                    "(AMPX_GITHUB_APP_PRIVATE_KEY_FILE), never put in the pod spec",
     "GITHUB_TOKEN": "personal-token fallback of the local runtime; a cluster uses the GitHub App",
+    # issue 12 item 4: webhooks are optional and not templated by the chart yet (the operator's
+    # --webhook-listen, the Secret's file, a Service/Ingress: docs/cluster-install.md)
+    "AMPX_WEBHOOK_LISTEN": "optional webhooks, not templated by the chart yet",
+    "AMPX_WEBHOOK_SECRET_FILE": "optional webhooks, not templated by the chart yet",
+    "AMPX_WEBHOOK_SECRET": "optional webhooks; a cluster mounts the secret as a file",
 }
 # Set only when the value is given (empty means unset to the code anyway).
 # from github.appId, amp.url, worker.git.*, worker.agentCommand
