@@ -57,6 +57,13 @@ class Delivery:
     action: str
     head_shas: tuple[str, ...]
 
+    @property
+    def news(self) -> bool:
+        """Whether it can change what a waiting task sees: a run or suite that completed, or
+        anything about a pull request. A run requested or in progress is pending either way
+        (a poll for it would only spend the budget a completion needs)."""
+        return self.event == "pull_request" or self.action == "completed"
+
 
 def signature(secret: bytes, body: bytes) -> str:
     return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
@@ -249,6 +256,8 @@ class HeardRepositories:
         self._repos: set[str] = set()
 
     def add(self, delivery: Delivery) -> None:
+        if not delivery.news:
+            return
         with self._lock:
             self._repos.add(delivery.repo)
 

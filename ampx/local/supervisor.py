@@ -93,7 +93,8 @@ class Supervisor:
     def delivered(self, delivery) -> None:
         """A webhook delivery (`ampx.webhooks.Delivery`): its repository is polled on the next
         step (within `tick_s`), and then only as a safety net while deliveries keep coming."""
-        self._heard.put(delivery.repo)
+        if delivery.news:
+            self._heard.put(delivery.repo)
 
     def _warn(self, name: str, message: str) -> None:
         """One line per task per distinct problem: a problem that lasts is not news 4x a second."""

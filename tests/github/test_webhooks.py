@@ -71,6 +71,16 @@ def test_malformed_bodies_and_other_events() -> None:
     assert gate.check(headers(body, delivery="p", event="ping"), body) is None  # not ours: ignored
 
 
+def test_only_news_wakes_a_poll() -> None:
+    from ampx.webhooks import HeardRepositories
+
+    gate, heard = DeliveryGate(SECRET), HeardRepositories()
+    for i, action in enumerate(("requested", "in_progress", "completed")):
+        body = payload().replace(b'"completed"', f'"{action}"'.encode())
+        heard.add(gate.check(headers(body, delivery=f"n{i}"), body))
+        assert heard.drain() == ({"acme/widgets"} if action == "completed" else set())
+
+
 @pytest.fixture
 def listener():
     got: list = []
