@@ -299,8 +299,10 @@ class CiWatcher:
         for event, shas in by_event.items():
             with self._lock:
                 known = {sha: dict(self._known.get((rkey, sha, event), {})) for sha in shas}
+                reruns = {rid for (r, rid) in self._reruns if r == rkey}
+            # runs still to be seen: not completed when last seen, or re-run since
             unsettled = {rid for runs in known.values() for rid, r in runs.items()
-                         if r.get("status") != "completed"}
+                         if r.get("status") != "completed" or rid in reruns}
             page: list[dict[str, Any]] = []
             complete = False
             for number in range(1, self.max_pages + 1):
