@@ -36,7 +36,7 @@ from .core.actions import (
 from .core.admission import TaskRules, branch_problem, repo_problem
 from .core.decide import Decision, decide, invalid_spec_status, requested_events
 from .core.merge_guard import merge_refusal
-from .core.models import AmpTask, AmpTaskStatus, Stage
+from .core.models import AmpTask, AmpTaskStatus, Phase, Stage
 from .core.observe import AttemptState, process_event, report_event, resume_actions
 from .core.repo import parse_repo
 from .github.errors import GitHubConfigError, GitHubError, RetryLater
@@ -72,6 +72,22 @@ class Launcher(Protocol):
     def stop(self, task: AmpTask, number: int) -> None: ...
 
     def state(self, task: AmpTask, number: int) -> AttemptState: ...
+
+
+class Capacity(Protocol):
+    """The concurrency limits (`ampx.slots.SlotBook`): may this attempt start now?"""
+
+    def claim(self, task: AmpTask, number: int) -> Optional[int]:
+        """None: start attempt `number` now (its slot is taken); else its place in line."""
+        ...
+
+    def release(self, task: AmpTask, number: int) -> None:
+        """The launch failed: give the slot back."""
+        ...
+
+    def seen(self, task: AmpTask, waiting: bool) -> None:
+        """The engine looked at `task`; `waiting`: its attempt is due and not started."""
+        ...
 
 
 class Forge(Protocol):
@@ -155,6 +171,8 @@ class Engine:
     # the installation's rules for tasks (host, branch prefix, allow-list), read when a task
     # is admitted; None: no admission check (the decision core's tests)
     rules: Optional[Callable[[], TaskRules]] = None
+    # the concurrency limits; None: every due attempt starts at once
+    capacity: Optional[Capacity] = None
     _locks: dict[str, threading.Lock] = field(default_factory=lambda: defaultdict(threading.Lock))
     _guard: threading.Lock = field(default_factory=threading.Lock)
     # (task, action) -> not before: a GitHub action answered "retry later" is not repeated on
@@ -212,7 +230,7 @@ class Engine:
 
     def _perform(self, task: AmpTask, action: Action) -> Optional[ev.Event]:
         if isinstance(action, StartAttempt):
-            self.launcher.start(task, action.number)
+            return self._launch(task, action.number)
         elif isinstance(action, StopAttempt):
             self.launcher.stop(task, action.number)
         elif isinstance(action, WatchCi):
@@ -235,6 +253,25 @@ class Engine:
         elif isinstance(action, MergePullRequest):
             return self._merge(task, action)
         return None
+
+    def _launch(self, task: AmpTask, number: int) -> Optional[ev.Event]:
+        """Start attempt `number` if a slot is free; else the event that records its place in
+        line (nothing when the place is what the status already says)."""
+        if self.capacity is None:
+            self.launcher.start(task, number)
+            return None
+        place = self.capacity.claim(task, number)
+        if place is not None:
+            st = task.status
+            if st.queue_position == place and st.phase == Phase.QUEUED:
+                return None
+            return ev.WaitingForSlot(number, place)
+        try:
+            self.launcher.start(task, number)
+        except BaseException:
+            self.capacity.release(task, number)
+            raise
+        return ev.SlotGranted(number) if task.status.queue_position is not None else None
 
     def _merge(self, task: AmpTask, action: MergePullRequest) -> ev.Event:
         """Merge only what GitHub has for the task branch, at the last green commit: the
@@ -347,11 +384,15 @@ class Engine:
 
     def ensure(self, task: AmpTask) -> None:
         """Make the world match the status (after a restart, or a failed action)."""
+        waits = False
         for action in resume_actions(task.spec, task.status):
             try:
                 if isinstance(action, StartAttempt):
                     if self.launcher.state(task, action.number).state == "missing":
-                        self.launcher.start(task, action.number)
+                        waits = True
+                        follow = self._launch(task, action.number)
+                        if follow is not None:
+                            task, _ = self.apply(task, follow)
                 elif isinstance(action, StopAttempt):
                     if self.launcher.state(task, action.number).state in ("pending", "running"):
                         self.launcher.stop(task, action.number)
@@ -364,6 +405,8 @@ class Engine:
                     log.info("task %s: %s deferred: %s", task.name, type(action).__name__, exc)
             except Exception as exc:  # one task's failure must not stop the loop
                 log.warning("task %s: %s failed: %s", task.name, type(action).__name__, exc)
+        if self.capacity is not None:
+            self.capacity.seen(task, waiting=waits)
 
     # ------------------------------------------------------------------ CI
     def poll_ci(self, name: str) -> Optional[float]:

@@ -46,6 +46,10 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "AMPX_BRANCH_PREFIX": ("operator", "prefix of every task branch, default amp/"),
     "AMPX_ALLOWED_REPOS": ("operator", "JSON: repository globs allowed to every namespace, or "
                                        "a map namespace -> globs; unset: every repository"),
+    "AMPX_MAX_CONCURRENT_ATTEMPTS": ("operator", "attempts running at once per namespace; the "
+                                                 "others wait, queued (unset: unlimited)"),
+    "AMPX_MAX_CONCURRENT_ATTEMPTS_PER_REPO": ("operator", "attempts running at once per "
+                                                          "repository in a namespace (unset: unlimited)"),
     # Worker
     "AMPX_GIT_AUTHOR_NAME": ("worker", "commit author name, default ampx[bot]"),
     "AMPX_GIT_AUTHOR_EMAIL": ("worker", "commit author email"),

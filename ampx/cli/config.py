@@ -10,7 +10,12 @@ from ..settings import env
 BACKENDS = ("local", "kube")
 # branchPrefix: the prefix of task branches (default amp/); allowedRepos: repository globs the
 # local runtime may work on (unset: every repository the token reaches). See ampx.core.allowlist.
-KEYS = {"backend": BACKENDS, "branchPrefix": None, "allowedRepos": None}
+# maxConcurrentAttempts[PerRepo]: how many attempts run at once (unset or `unlimited`: no cap);
+# the others wait, `queued`, with their place in line. See ampx.core.queueing.
+LIMIT_KEYS = ("maxConcurrentAttempts", "maxConcurrentAttemptsPerRepo")
+KEYS = {"backend": BACKENDS, "branchPrefix": None, "allowedRepos": None,
+        **{k: None for k in LIMIT_KEYS}}
+UNLIMITED = ("unlimited", "none")
 
 
 class ConfigError(ValueError):
@@ -65,6 +70,17 @@ def _parsed(key: str, value: str):
         if value not in KEYS[key]:
             raise ConfigError(f"{key} must be one of {', '.join(KEYS[key])}, not {value!r}")
         return value
+    if key in LIMIT_KEYS:
+        if value.strip().lower() in UNLIMITED:
+            return None
+        try:
+            number = int(value)
+        except ValueError:
+            number = 0
+        if number < 1:
+            raise ConfigError(f"{key} must be a whole number of at least 1, or unlimited; "
+                              f"not {value!r}")
+        return number
     try:
         if key == "branchPrefix":
             return check_prefix(value)
@@ -79,8 +95,24 @@ def set_value(key: str, value: str) -> Path:
     if key not in KEYS:
         raise ConfigError(f"unknown key {key!r} (known: {', '.join(KEYS)})")
     data = load()
-    data[key] = _parsed(key, value)
+    parsed = _parsed(key, value)
+    if parsed is None:
+        data.pop(key, None)  # unlimited: the default
+    else:
+        data[key] = parsed
     return save(data)
+
+
+def limits():
+    """The local runtime's concurrency limits from the config file (unset: unlimited)."""
+    from ..core.queueing import Limits
+
+    data = load()
+    try:
+        return Limits(per_namespace=data.get("maxConcurrentAttempts"),
+                      per_repo=data.get("maxConcurrentAttemptsPerRepo"))
+    except ValueError as exc:
+        raise ConfigError(f"{config_path()}: {exc}") from None
 
 
 def task_rules(git_url: str):

@@ -8,6 +8,7 @@ import sys
 from typing import Iterable, Optional
 
 from ..core.names import OWNER_LABEL
+from ..core.queueing import EXACT_PLACES, ordinal
 from .visible import visible
 
 COLUMNS = ["ID", "PHASE", "ATTEMPTS", "REPO", "PR", "AGE", "SUMMARY"]
@@ -181,6 +182,11 @@ def _one_line(text: Optional[str], limit: int = 0) -> str:
     return visible(first) + more
 
 
+def queue_place(place: int) -> str:
+    return (f"{ordinal(place)} in line" if place <= EXACT_PLACES
+            else f"within the first {place} in line")
+
+
 def describe(task) -> str:
     """`ampx get`: everything about one task, attempts included. Every text that came from a
     user, an agent or CI is shown with its control characters visible, one field per line."""
@@ -195,6 +201,8 @@ def describe(task) -> str:
         f"Phase:       {st.phase.value if st.phase else 'queued'}"
         + (f" ({st.stage.value})" if st.stage and st.stage.value != "idle" else ""),
         f"Summary:     {v(st.summary or '-')}",
+        *([f"Queue:       {queue_place(st.queue_position)} (waiting for a free slot)"]
+          if st.queue_position else []),
         f"Repo:        {v(spec.repo)}",
         f"Branch:      {v(spec.branch or '-')}" + (f" (base {v(spec.base_branch)})" if spec.base_branch else ""),
         f"Owner:       {v((task.metadata.get('labels') or {}).get(OWNER_LABEL, '-'))}",

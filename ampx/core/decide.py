@@ -39,6 +39,7 @@ from .models import (
     Stage,
 )
 from .prompts import ci_failure_prompt, continue_prompt, first_prompt, resume_prompt
+from .queueing import waiting_summary
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,8 @@ class _Ctx:
             st.budget_start = st.attempts
             st.run_started_at = self.now
         st.attempts += 1
-        st.history.append(AttemptRecord(number=st.attempts, prompt=prompt))
+        st.history.append(AttemptRecord(number=st.attempts, prompt=prompt, queued_at=self.now))
+        st.queue_position = None
         st.follow_ups_seen = len(self.spec.follow_ups)
         st.phase = phase
         st.stage = Stage.AGENT
@@ -84,6 +86,7 @@ class _Ctx:
         self.st.phase = phase
         self.st.stage = Stage.IDLE
         self.st.ci = None
+        self.st.queue_position = None
         self.st.summary = summary
         if (phase == Phase.NEEDS_REVIEW and self.st.pr_state == "draft"
                 and self.st.pr_number is not None):
@@ -163,6 +166,7 @@ def _attempt_started(c: _Ctx, e: ev.AttemptStarted) -> Optional[str]:
     rec = c.st.history[-1]
     rec.started_at = rec.started_at or c.now
     rec.job = e.job or rec.job
+    c.st.queue_position = None
     if c.st.phase == Phase.QUEUED:
         c.st.phase = Phase.RUNNING
     c.st.summary = f"attempt {e.number} running the agent"
@@ -626,6 +630,35 @@ def _time_budget_spent(c: _Ctx, e: ev.TimeBudgetSpent) -> Optional[str]:
     return None
 
 
+def _waiting_for_slot(c: _Ctx, e: ev.WaitingForSlot) -> Optional[str]:
+    """A due attempt held back by the concurrency limit: the task shows `queued` and its place."""
+    st = c.st
+    if why := _guard_attempt(st, e.number):
+        return why
+    if st.history[-1].started_at:
+        return f"attempt {e.number} already started"
+    if st.queue_position == e.place and st.phase == Phase.QUEUED:
+        return f"attempt {e.number} is already {e.place} in line"
+    st.phase = Phase.QUEUED
+    st.queue_position = e.place
+    st.summary = waiting_summary(e.number, e.place)
+    return None
+
+
+def _slot_granted(c: _Ctx, e: ev.SlotGranted) -> Optional[str]:
+    """The wait is over: a retry shows `retrying` again, a first or continued attempt `queued`
+    until its Job or process runs."""
+    st = c.st
+    if why := _guard_attempt(st, e.number):
+        return why
+    if st.queue_position is None:
+        return f"attempt {e.number} was not waiting for a slot"
+    st.queue_position = None
+    st.phase = Phase.RETRYING if st.attempts_in_budget() > 1 else Phase.QUEUED
+    st.summary = f"attempt {e.number} starting (it waited for a free slot)"
+    return None
+
+
 _HANDLERS = {
     ev.Created: _created,
     ev.AttemptStarted: _attempt_started,
@@ -647,6 +680,8 @@ _HANDLERS = {
     ev.ForgeFailed: _forge_failed,
     ev.RerunStarted: _rerun_started,
     ev.TimeBudgetSpent: _time_budget_spent,
+    ev.WaitingForSlot: _waiting_for_slot,
+    ev.SlotGranted: _slot_granted,
 }
 
 

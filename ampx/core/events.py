@@ -164,6 +164,21 @@ class TimeBudgetSpent:
     minutes: int
 
 
+@dataclass(frozen=True)
+class WaitingForSlot:
+    """Attempt `number` is due but the concurrency limit is reached: it waits, `place` in line."""
+
+    number: int
+    place: int
+
+
+@dataclass(frozen=True)
+class SlotGranted:
+    """Attempt `number` got a free slot after waiting and is being launched."""
+
+    number: int
+
+
 Event = Union[
     Created,
     AttemptStarted,
@@ -185,6 +200,8 @@ Event = Union[
     ForgeFailed,
     RerunStarted,
     TimeBudgetSpent,
+    WaitingForSlot,
+    SlotGranted,
 ]
 
 ALL_EVENT_TYPES: tuple[type, ...] = Event.__args__  # type: ignore[attr-defined]

@@ -283,6 +283,7 @@ class AttemptRecord(_Model):
     number: Annotated[int, Field(ge=1)]
     prompt: Annotated[str, Field(max_length=PROMPT_MAX + EXCERPT_MAX + MESSAGE_MAX)]
     job: Optional[str] = None
+    queued_at: Optional[str] = None  # when the attempt was decided: its place in a slot queue
     started_at: Optional[str] = None
     finished_at: Optional[str] = None
     outcome: Optional[AttemptOutcome] = None
@@ -336,6 +337,8 @@ class AmpTaskStatus(_Model):
     pr_state: Optional[str] = None  # draft, readying (being marked ready), open, merging, merged
     pr_commented: Optional[int] = None  # the attempt whose needs_review comment the PR has
     summary: Optional[str] = None
+    # the current attempt waits for a free slot (maxConcurrentAttempts): its place in line
+    queue_position: Optional[Annotated[int, Field(ge=1)]] = None
     history: list[AttemptRecord] = Field(default_factory=list)
     ci: Optional[CiWait] = None
     follow_ups_seen: int = 0

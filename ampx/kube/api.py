@@ -203,6 +203,11 @@ class KubeApi:
                 return None
             raise
 
+    @needs("operator", "batch", "jobs", "list")
+    def list_jobs(self, ns: str, label_selector: str) -> list[dict]:
+        return _raw("list jobs", self.batch.list_namespaced_job, ns,
+                    label_selector=label_selector).get("items", [])
+
     @needs("operator", "batch", "jobs", "delete")
     def delete_job(self, ns: str, name: str) -> bool:
         try:

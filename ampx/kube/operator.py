@@ -36,6 +36,7 @@ from ..settings import GitHubSettings, env, register_env_secrets
 from ..task_rules import rules_from_env
 from .api import KubeApi, load_config
 from .attempt_secret import PushTokens
+from .capacity import job_changed, operator_capacity
 from .jobs import KubeLauncher, KubeStore, WorkerSettings, status_patch, to_task
 from .masking import AgentKeyMask
 
@@ -51,6 +52,7 @@ class OperatorState:
     history: Any = None
     branch_prefix: str = "amp/"
     masks: Any = None
+    slots: Any = None  # the concurrency limits' SlotBook (None: unlimited)
 
 
 STATE: dict[str, OperatorState] = {}
@@ -90,8 +92,10 @@ def build_state() -> OperatorState:
                     launcher=KubeLauncher(api, workers, tokens),
                     forge=_forge(), on_change=on_change, rules=lambda: rules)
     masks = AgentKeyMask(api, workers.amp_secret, workers.amp_secret_key)
+    # issue 12 (concurrency limits): the engine asks the book before it launches a Job
+    engine.capacity = slots = operator_capacity(api, engine.reconcile)
     return OperatorState(api, engine, namespaces, CiSchedule(), history, rules.branch_prefix,
-                         masks)
+                         masks, slots)
 
 
 @kopf.on.startup()
@@ -149,6 +153,8 @@ def _refuse_invalid(op: OperatorState, body: Any, name: str, namespace: str) -> 
 def task_event(type: str, body: Any, name: str, namespace: str, **_: Any) -> None:
     op = _op()
     if type == "DELETED":
+        if op.slots is not None:  # issue 12: a deleted task leaves the line
+            op.slots.forget(namespace, name, deleted=True)
         op.namespaces.pop(name, None)
         if op.history is not None:
             op.history.mark_deleted(name, namespace=namespace)
@@ -167,12 +173,14 @@ def task_event(type: str, body: Any, name: str, namespace: str, **_: Any) -> Non
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={TASK_LABEL: kopf.PRESENT})
-def job_event(body: Any, namespace: str, **_: Any) -> None:
+def job_event(type: str, body: Any, namespace: str, **_: Any) -> None:
     op = _op()
     task = body.get("metadata", {}).get("labels", {}).get(TASK_LABEL)
     if not task:
         return
     op.namespaces[task] = namespace
+    if op.slots is not None:  # issue 12: a Job holds a slot until it finishes or is deleted
+        job_changed(op.slots, type, dict(body), namespace)
     try:
         op.engine.reconcile(task)
     except Exception as exc:  # one line, not a traceback; the next tick retries

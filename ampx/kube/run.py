@@ -21,6 +21,9 @@ def run_operator(namespaces: list[str], all_namespaces: bool, liveness: Optional
     from ..task_rules import rules_from_env
 
     rules_from_env(warn=False)  # a task rule it cannot read stops the operator here, with the reason
+    from .capacity import limits_from_env
+
+    limits_from_env()  # so does a concurrency limit
     if not all_namespaces and not namespaces:
         namespaces = [current_namespace()]
     asyncio.run(kopf.operator(

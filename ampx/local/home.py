@@ -66,16 +66,23 @@ def ensure_home(path: Path) -> Path:
         except OSError as exc:
             raise UnsafeHome(f"cannot create AMPX_HOME {path}: {exc.strerror}") from None
     check_home(path)
-    if stat.S_IMODE(path.stat().st_mode) != 0o700:
-        os.chmod(path, 0o700)
+    _tighten(path)
     for name in _PRIVATE_FILES:
         target = path / name
         try:
-            if stat.S_IMODE(target.lstat().st_mode) & 0o077 and not target.is_symlink():
-                os.chmod(target, 0o600)
+            if not target.is_symlink():
+                _tighten(target)
         except FileNotFoundError:
             pass
     return path
+
+
+def _tighten(path: Path) -> None:
+    """Take away what group and others may do; never add a permission (a home the user made
+    read-only stays read-only)."""
+    mode = stat.S_IMODE(path.lstat().st_mode)
+    if mode & 0o077:
+        os.chmod(path, mode & 0o700)
 
 
 def private_dir(path: Path) -> Path:

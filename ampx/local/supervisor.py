@@ -20,11 +20,13 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from ..core.models import ACTIVE_PHASES
+from ..core.models import ACTIVE_PHASES, Stage
 from ..core.observe import pr_comment_due
-from ..engine import Engine
 from ..ci_poller import RepoSchedule, group_by_repository, seconds_since_push
+from ..core.queueing import Limits
+from ..engine import Engine
 from ..settings import GitHubSettings, register_env_secrets
+from ..slots import SlotBook
 from ..worker.harden import forbid_inspection
 from . import credentials, paths
 from .home import private_file
@@ -64,6 +66,26 @@ def local_rules():
     return task_rules(GitHubSettings.from_env().git_url)
 
 
+def local_limits() -> Limits:
+    """maxConcurrentAttempts[PerRepo] from the config file, read every pass (edits apply at once)."""
+    from ..cli.config import limits
+
+    return limits()
+
+
+def slot_state(task, launcher) -> str:
+    """For the concurrency limits: "running" (the attempt's process holds a slot), "due" (it
+    should run and has not started), or "" (neither)."""
+    st = task.status
+    if st.phase not in ACTIVE_PHASES or st.stage != Stage.AGENT or not st.attempts:
+        return ""
+    report = st.reports.get(str(st.attempts))
+    if report is not None and report.outcome is not None:
+        return ""  # reported: its process is ending, its slot is free
+    state = launcher.state(task, st.attempts).state
+    return "due" if state == "missing" else "running" if state in ("pending", "running") else ""
+
+
 def needs_attention(task) -> bool:
     st, spec = task.status, task.spec
     if st.phase is None or st.phase in ACTIVE_PHASES or st.pr_state == "merging":
@@ -79,9 +101,12 @@ def needs_attention(task) -> bool:
 
 class Supervisor:
     def __init__(self, store: LocalStore, launcher: LocalLauncher, forge=None,
-                 tick_s: float = 0.25, rules=None) -> None:
+                 tick_s: float = 0.25, rules=None, limits=None) -> None:
         self.store = store
+        self.launcher = launcher
         self.engine = Engine(store=store, launcher=launcher, forge=forge, rules=rules)
+        self.limits = limits  # () -> Limits; None: no limits
+        self.slots = SlotBook(Limits())
         self.tick_s = tick_s
         self.schedule = RepoSchedule()
         self.stop = threading.Event()
@@ -102,9 +127,26 @@ class Supervisor:
             self._last_warning[name] = message
             log.warning("task %s: %s", name, message)
 
+    def _limit(self, tasks) -> None:
+        """Give the engine this pass's picture of the slots (nothing when unlimited)."""
+        try:
+            limits = self.limits() if self.limits else Limits()
+        except ValueError as exc:  # a hand-edited config file: keep the limits in effect
+            self._warn("(config)", str(exc))
+            limits = self.slots.limits
+        if limits.unlimited:
+            self.engine.capacity = None
+            return
+        self.slots.set_limits(limits)
+        self.slots.set_world((task, state) for task in tasks
+                             if (state := slot_state(task, self.launcher)))
+        self.engine.capacity = self.slots
+
     def step(self) -> None:
         now = time.monotonic()
-        tasks = [t for t in self.store.list() if needs_attention(t)]
+        every = self.store.list()
+        self._limit(every)
+        tasks = [t for t in every if needs_attention(t)]
         waiting = group_by_repository(tasks)
         while not self._heard.empty():
             repo = self._heard.get_nowait()
@@ -160,7 +202,8 @@ def run_foreground() -> int:
         fh.write(str(os.getpid()))
     credentials.record(env_path(), os.environ)
     store = LocalStore(paths.db_path())
-    sup = Supervisor(store, LocalLauncher(paths.runs_dir()), _forge(), rules=local_rules)
+    sup = Supervisor(store, LocalLauncher(paths.runs_dir()), _forge(), rules=local_rules,
+                     limits=local_limits)
     from ..webhooks import from_env as webhooks_from_env
 
     try:  # AMPX_WEBHOOK_LISTEN: GitHub's deliveries wake the poll of their repository

@@ -107,6 +107,8 @@ class LocalAttempt:
             agent_step_environment(profile, os.environ, Path(os.devnull))  # AMPX_AGENT_ENV valid?
         except (AgentConfigError, AgentEnvError) as exc:
             raise ConfigProblem(f"agent: {exc}") from None
+        if profile.name == "amp" and not os.environ.get("AMP_API_KEY"):  # before any clone
+            raise ConfigProblem("AMP_API_KEY is not set" + getattr(self.client, "credential_hint", ""))
         repo = parse_repo(spec.repo)
         try:
             from ..github.retry import with_retries

@@ -39,16 +39,17 @@ def as_user(uid: int) -> list[str]:
             "--inh-caps=-all", "--bounding-set=-all", "--"]
 
 
-_PYTHON: list = []
+_PYTHON: dict = {}
 
 
-def python_for_the_user() -> tuple[str, str]:
-    """An interpreter the unprivileged user can execute (and start again from itself: setpriv
-    execs with root's capabilities, the worker's children do not), and the PYTHONPATH that
-    gives it this tree and this environment's packages (a pyenv under a 0700 /root is out of
-    the user's reach)."""
-    if _PYTHON:
-        return _PYTHON[0]
+def python_for_the_user(uid: int | None = None) -> tuple[str, str]:
+    """An interpreter the unprivileged user (``uid``, default the attacker) can execute (and
+    start again from itself: setpriv execs with root's capabilities, the worker's children do
+    not), and the PYTHONPATH that gives it this tree and this environment's packages (a pyenv
+    under a 0700 /root is out of the user's reach)."""
+    uid = the_uid() if uid is None else uid
+    if uid in _PYTHON:
+        return _PYTHON[uid]
     import site
 
     path = os.pathsep.join([str(REPO_ROOT), *site.getsitepackages()])
@@ -56,15 +57,15 @@ def python_for_the_user() -> tuple[str, str]:
     for candidate in (sys.executable, f"/usr/bin/{version}", f"/usr/local/bin/{version}"):
         if not os.path.exists(candidate):
             continue
-        ok = subprocess.run([*as_user(the_uid()), candidate, "-c",
+        ok = subprocess.run([*as_user(uid), candidate, "-c",
                              "import subprocess, sys; subprocess.run([sys.executable, '-c', "
                              "'import ampx, pydantic'], check=True)"],
                             env={"PYTHONPATH": path, "PATH": os.defpath}, cwd="/",
                             capture_output=True).returncode == 0
         if ok:
-            _PYTHON.append((candidate, path))
-            return _PYTHON[0]
-    pytest.skip(f"no {version} interpreter the unprivileged uid can run")
+            _PYTHON[uid] = (candidate, path)
+            return _PYTHON[uid]
+    pytest.skip(f"no {version} interpreter uid {uid} can run")
 
 
 def the_uid() -> int:

@@ -94,6 +94,11 @@ def state(name: str) -> AmpTaskStatus:
                                             thread_id="T-1", pr_number=7, pr_state="draft",
                                             pr_url="http://gh/pr/7",
                                             summary="CI still red after 3 attempt(s)"),
+        # an attempt held back by maxConcurrentAttempts: a first one, and a retry
+        "queued.waiting": AmpTaskStatus(phase=Phase.QUEUED, stage=Stage.AGENT, attempts=1,
+                                        history=history(1), queue_position=3),
+        "retrying.waiting": AmpTaskStatus(phase=Phase.QUEUED, stage=Stage.AGENT, attempts=2,
+                                          history=history(2), queue_position=1),
     }
     return s[name]
 
@@ -131,13 +136,15 @@ def event(name: str, st: AmpTaskStatus) -> ev.Event:
         "PrDraft": ev.PrOpened("http://gh/pr/7", 7, draft=True),
         "PrReady": ev.PrReady(7),
         "PrCommented": ev.PrCommented(n),
+        "Waiting": ev.WaitingForSlot(n, 2),
+        "Granted": ev.SlotGranted(n),
     }[name]
 
 
 EVENTS = ["Created", "Started", "Pushed", "NoChange", "Failed", "CiPending", "CiGreen", "CiRed",
           "CiMissing", "PrOpened", "Continue", "Abort", "Merge", "MergeDone", "MergeRefused",
           "ForgeFailed", "TimeBudget", "RerunStarted",
-          "PushedPr", "PushedNone", "PrDraft", "PrReady", "PrCommented"]
+          "PushedPr", "PushedNone", "PrDraft", "PrReady", "PrCommented", "Waiting", "Granted"]
 
 # (the pull-request columns, PushedPr to PrCommented, are appended to each row after the
 # original eighteen, and the pull-request rows follow the original thirteen)
@@ -147,39 +154,43 @@ R = "-"
 TABLE = {
     #                 Created        Started          Pushed                    NoChange        Failed                           CiPending   CiGreen                       CiRed                          CiMissing   PrOpened      Continue                       Abort                          Merge                            MergeDone      MergeRefused
     "new":           ["queued/agent+StartAttempt", R, R, R, R, R, R, R, R, R, R, "aborted/idle", R, R, R, R, R, R,
-        R, R, R, R, R],
+        R, R, R, R, R, R, R],
     "queued":        [R, "running/agent", "running/ci+WatchCi", "needs_review/idle", "retrying/agent+StartAttempt", R, R, R, R, R, R, "aborted/idle+StopAttempt", R, R, R, R, "needs_review/idle+StopAttempt", R,
-        "running/ci+WatchCi+OpenPullRequest", "error/idle", R, R, R],
+        "running/ci+WatchCi+OpenPullRequest", "error/idle", R, R, R, "queued/agent", R],
     "running.agent": [R, "running/agent", "running/ci+WatchCi", "needs_review/idle", "retrying/agent+StartAttempt", R, R, R, R, R, R, "aborted/idle+StopAttempt", R, R, R, R, "needs_review/idle+StopAttempt", R,
-        "running/ci+WatchCi+OpenPullRequest", "error/idle", R, R, R],
+        "running/ci+WatchCi+OpenPullRequest", "error/idle", R, R, R, "queued/agent", R],
     "running.ci":    [R, R, R, R, R, "running/ci", "running/pr+OpenPullRequest", "retrying/agent+StartAttempt", "error/idle", R, R, "aborted/idle", R, R, R, "error/idle", "needs_review/idle", R,
-        R, R, R, R, R],
+        R, R, R, R, R, R, R],
     "running.ci.rerun": [R, R, R, R, R, "running/ci", "running/pr+OpenPullRequest", R, "error/idle", R, R, "aborted/idle", R, R, R, "error/idle", "needs_review/idle", "running/ci",
-        R, R, R, R, R],
+        R, R, R, R, R, R, R],
     "running.pr":    [R, R, R, R, R, R, R, R, R, "success/idle", R, "aborted/idle", R, R, R, "error/idle", R, R,
-        R, R, "running/pr+MarkPullRequestReady", R, R],
+        R, R, "running/pr+MarkPullRequestReady", R, R, R, R],
     "retrying.agent": [R, "retrying/agent", "retrying/ci+WatchCi", "needs_review/idle", "retrying/agent+StartAttempt", R, R, R, R, R, R, "aborted/idle+StopAttempt", R, R, R, R, "needs_review/idle+StopAttempt", R,
-        "retrying/ci+WatchCi+OpenPullRequest", "error/idle", R, R, R],
+        "retrying/ci+WatchCi+OpenPullRequest", "error/idle", R, R, R, "queued/agent", R],
     "retrying.ci":   [R, R, R, R, R, "retrying/ci", "retrying/pr+OpenPullRequest", "retrying/agent+StartAttempt", "error/idle", R, R, "aborted/idle", R, R, R, "error/idle", "needs_review/idle", R,
-        R, R, R, R, R],
+        R, R, R, R, R, R, R],
     "needs_review":  [R, R, R, R, R, R, R, R, R, R, "queued/agent+StartAttempt", R, R, R, R, R, R, R,
-        R, R, R, R, R],
+        R, R, R, R, R, R, R],
     "success":       [R, R, R, R, R, R, R, R, R, R, "queued/agent+StartAttempt", R, "success/idle+MergePullRequest", R, R, R, R, R,
-        R, R, R, R, R],
+        R, R, R, R, R, R, R],
     "success.merging": [R, R, R, R, R, R, R, R, R, R, "queued/agent+StartAttempt", R, R, "success/idle", "success/idle", "success/idle", R, R,
-        R, R, R, R, R],
+        R, R, R, R, R, R, R],
     "aborted":       [R, R, R, R, R, R, R, R, R, R, "queued/agent+StartAttempt", R, R, R, R, R, R, R,
-        R, R, R, R, R],
+        R, R, R, R, R, R, R],
     "error":         [R, R, R, R, R, R, R, R, R, R, "queued/agent+StartAttempt", R, R, R, R, R, R, R,
-        R, R, R, R, R],
+        R, R, R, R, R, R, R],
     "running.ci.pr": [R, R, R, R, R, "running/ci", "running/pr+OpenPullRequest", "retrying/agent+StartAttempt", "error/idle", "running/ci", R, "aborted/idle", R, R, R, "error/idle", "needs_review/idle", R,
-        R, R, "running/ci", R, R],
+        R, R, "running/ci", R, R, R, R],
     "running.ci.draft": [R, R, R, R, R, "running/ci", "running/pr+OpenPullRequest", "retrying/agent+StartAttempt", "error/idle", R, R, "aborted/idle", R, R, R, "error/idle", "needs_review/idle+CommentPullRequest", R,
-        R, R, R, R, R],
+        R, R, R, R, R, R, R],
     "running.pr.readying": [R, R, R, R, R, R, R, R, R, R, R, "aborted/idle", R, R, R, "error/idle", R, R,
-        R, R, R, "success/idle", R],
+        R, R, R, "success/idle", R, R, R],
     "needs_review.draft": [R, R, R, R, R, R, R, R, R, R, "queued/agent+StartAttempt", R, R, R, R, "needs_review/idle", R, R,
-        R, R, R, R, "needs_review/idle"],
+        R, R, R, R, "needs_review/idle", R, R],
+    "queued.waiting": [R, "running/agent", "running/ci+WatchCi", "needs_review/idle", "retrying/agent+StartAttempt", R, R, R, R, R, R, "aborted/idle+StopAttempt", R, R, R, R, "needs_review/idle+StopAttempt", R,
+        "running/ci+WatchCi+OpenPullRequest", "error/idle", R, R, R, "queued/agent", "queued/agent"],
+    "retrying.waiting": [R, "running/agent", "running/ci+WatchCi", "needs_review/idle", "retrying/agent+StartAttempt", R, R, R, R, R, R, "aborted/idle+StopAttempt", R, R, R, R, "needs_review/idle+StopAttempt", R,
+        "running/ci+WatchCi+OpenPullRequest", "error/idle", R, R, R, "queued/agent", "retrying/agent"],
 }
 
 CASES = [(s, e, TABLE[s][i]) for s in TABLE for i, e in enumerate(EVENTS)]
@@ -187,7 +198,7 @@ CASES = [(s, e, TABLE[s][i]) for s in TABLE for i, e in enumerate(EVENTS)]
 
 def test_table_is_complete():
     assert all(len(row) == len(EVENTS) for row in TABLE.values())
-    assert len(CASES) == 17 * 23
+    assert len(CASES) == 19 * 25
     every = {type(event(e, state("running.ci"))) for e in EVENTS}
     assert every == set(ev.ALL_EVENT_TYPES), "every event type has a column"
 

@@ -170,14 +170,17 @@ def test_reading_commands_work_on_a_read_only_home(ampx, world, monkeypatch):
     for p in home.rglob("*"):
         os.chmod(p, 0o500 if p.is_dir() else 0o400)
     os.chmod(home, 0o500)
-    user = []
+    user, python = [], sys.executable
+    env = dict(os.environ, AMPX_HOME=str(home), AMPX_OWNER="reader", HOME=str(tmp_path))
     if os.geteuid() == 0:  # root writes anywhere: read as nobody, the home's owner
+        from attacks.attacklib import as_user, python_for_the_user
+
         for p in [home, *home.rglob("*")]:
             os.chown(p, 65534, 65534)
-        user = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
-    env = dict(os.environ, AMPX_HOME=str(home), AMPX_OWNER="reader", HOME=str(tmp_path))
-    run = lambda *a: subprocess.run(user + [sys.executable, "-m", "ampx", *a], capture_output=True,  # noqa: E731
-                                    text=True, env=env, timeout=60)
+        user = as_user(65534)
+        python, env["PYTHONPATH"] = python_for_the_user(65534)  # one nobody can run
+    run = lambda *a: subprocess.run(user + [python, "-m", "ampx", *a], capture_output=True,  # noqa: E731
+                                    text=True, env=env, timeout=60, cwd="/")
     probe = run("daemon", "status")
     assert "data in" in probe.stdout, probe.stderr
     r = run("ls")

@@ -141,7 +141,8 @@ NOT_SET_BY_CHART = {
 # Set only when the value is given (empty means unset to the code anyway).
 # from github.appId, amp.url, worker.git.*, worker.agentCommand
 SET_WHEN_GIVEN = {"AMPX_GITHUB_APP_ID", "AMP_URL", "AMPX_GIT_AUTHOR_NAME", "AMPX_GIT_AUTHOR_EMAIL",
-                  "AMPX_AGENT_COMMAND", "AMPX_ALLOWED_REPOS"}
+                  "AMPX_AGENT_COMMAND", "AMPX_ALLOWED_REPOS", "AMPX_MAX_CONCURRENT_ATTEMPTS",
+                  "AMPX_MAX_CONCURRENT_ATTEMPTS_PER_REPO"}
 # Read by the worker, set on the operator, which hands them on to the worker Jobs
 # (checked against the Jobs the operator builds in test_operator_builds_jobs_the_chart_can_run).
 HANDED_TO_WORKERS = {"AMP_URL", "AMPX_GIT_AUTHOR_NAME", "AMPX_GIT_AUTHOR_EMAIL",
