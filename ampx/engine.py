@@ -96,6 +96,8 @@ class Forge(Protocol):
     def poll_ci(self, repo: Any, sha: str, branch: Optional[str] = None,
                 event: str = "push") -> Any: ...
 
+    def poll_repository(self, repo: Any, wanted: list[tuple[str, str]]) -> Any: ...
+
     def rerun_failed_jobs(self, repo: Any, run_id: int) -> None: ...
 
     def open_or_adopt(self, repo: Any, head: str, base: Optional[str], title: str, body: str,
@@ -127,6 +129,18 @@ def ci_event(obs: Any, sha: str, since: Optional[str], grace_minutes: int,
         return ev.CiRed(sha, obs.run_id, obs.run_url, obs.excerpt or "", obs.signature or "",
                         rerunnable=getattr(obs, "rerunnable", True))
     raise ValueError(f"unknown CI state {state!r}")
+
+
+def ci_repository(task: AmpTask) -> Optional[str]:
+    """The repository (``owner/name``, lower case) whose CI ``task`` waits on, or None: how
+    the poll loops group tasks into one request per repository."""
+    st = task.status
+    if st.stage != Stage.CI or st.ci is None:
+        return None
+    try:
+        return parse_repo(task.spec.repo).full_name.lower()
+    except ValueError:
+        return None
 
 
 def pr_body(task: AmpTask) -> str:
@@ -436,3 +450,64 @@ class Engine:
                 task, _ = self.apply(task, event)
             self.ensure(task)
             return None
+
+    def _waiting_on_ci(self, name: str) -> Optional[tuple[str, str]]:
+        """(sha, event) a task waits on, or None; spends the task's time budget if it is up
+        (a long CI wait counts against it too). Called with the task's lock held."""
+        task = self.store.load(name)
+        if task is None or task.status.stage != Stage.CI or task.status.ci is None:
+            return None
+        budget = self.budget_event(task)
+        if budget is not None:
+            self.apply(task, budget)
+            return None
+        return task.status.ci.sha, task.status.ci.event.value
+
+    def poll_repository(self, repo_full_name: str, task_names: list[str]) -> Optional[float]:
+        """Poll CI once for every task of one repository waiting on it, at the cost of one
+        conditional request per CI event for them all (see CiWatcher.poll_repository), and
+        apply each task's event as `poll_ci` does. Returns the least seconds before this
+        repository should be polled again (GitHub's retry time, or the request budget's
+        spacing after a counted answer), None when the caller's schedule decides."""
+        waiting: dict[str, tuple[str, str]] = {}
+        for name in task_names:
+            with self.lock(name):
+                found = self._waiting_on_ci(name)
+            if found is not None:
+                waiting[name] = found
+        if not waiting:
+            return None
+        try:
+            result = self._need_forge().poll_repository(parse_repo(repo_full_name),
+                                                        list(waiting.values()))
+        except RetryLater as exc:
+            log.info("repository %s: CI poll deferred %.0fs: %s", repo_full_name, exc.seconds, exc)
+            return exc.seconds
+        except GitHubError as exc:
+            result = None
+            failure: Optional[GitHubError] = exc
+        else:
+            failure = None
+        hints: list[float] = [result.spacing] if result is not None and result.spacing else []
+        for name, (sha, event) in waiting.items():
+            with self.lock(name):
+                task = self.store.load(name)  # it may have moved on while GitHub answered
+                ci = task.status.ci if task is not None else None
+                if task is None or task.status.stage != Stage.CI or ci is None \
+                        or ci.sha != sha or ci.event.value != event:
+                    continue
+                obs = failure if result is None else result.observations.get((sha, event))
+                if obs is None:
+                    continue
+                if isinstance(obs, RetryLater):
+                    hints.append(obs.seconds)
+                    continue
+                if isinstance(obs, Exception):
+                    self.apply(task, ev.ForgeFailed("ci", str(obs)))
+                    continue
+                event_ = ci_event(obs, sha, ci.since, task.spec.limits.ci_grace_minutes,
+                                  self.clock())
+                if event_ is not None:
+                    task, _ = self.apply(task, event_)
+                self.ensure(task)
+        return max(hints) if hints else None

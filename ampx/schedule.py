@@ -70,4 +70,6 @@ class CiSchedule:
         return now >= self.next_at.get(key, 0.0)
 
     def after_poll(self, key: str, now: float, waited: float, retry_after: Optional[float]) -> None:
-        self.next_at[key] = now + (retry_after if retry_after else self.interval(waited))
+        """Next poll after the cadence's interval, never sooner than ``retry_after`` (GitHub's
+        retry time, or the request budget's spacing from `Engine.poll_repository`)."""
+        self.next_at[key] = now + max(self.interval(waited), retry_after or 0.0)

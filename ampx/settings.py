@@ -38,6 +38,10 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "AMPX_AMP_SECRET_KEY": ("operator", "key in that Secret, default api-key"),
     "AMPX_HISTORY_DB": ("operator", "path of the SQLite history database"),
     "AMPX_CI_POLL_SECONDS": ("operator", "CI poll interval right after a push, default 5"),
+    "AMPX_WEBHOOK_LISTEN": ("operator", "[HOST]:PORT receiving GitHub webhook deliveries "
+                                        "(`ampx operator --webhook-listen`; local supervisor too)"),
+    "AMPX_WEBHOOK_SECRET_FILE": ("operator", "path of the webhook secret (from a Secret)"),
+    "AMPX_WEBHOOK_SECRET": ("operator", "the webhook secret itself (prefer the file)"),
     "AMPX_CI_POLL_MAX_SECONDS": ("operator", "longest CI poll interval, default 60"),
     "AMPX_RESYNC_SECONDS": ("operator", "seconds between safety passes over unfinished tasks, "
                                         "default 60 (events drive everything else)"),
@@ -69,7 +73,8 @@ ENV_VARS: dict[str, tuple[str, str]] = {
 
 # Variables whose values are credentials: every long-lived process masks them wherever they
 # turn up (a CI log that prints the agent's key, say), whatever their shape.
-SECRET_ENV_VARS = ("AMPX_GITHUB_APP_PRIVATE_KEY", "GITHUB_TOKEN", "AMP_API_KEY")
+SECRET_ENV_VARS = ("AMPX_GITHUB_APP_PRIVATE_KEY", "GITHUB_TOKEN", "AMP_API_KEY",
+                   "AMPX_WEBHOOK_SECRET")
 
 
 def credential_values() -> list[str]:

@@ -483,12 +483,25 @@ def merge(task_id, **kw):
 @click.option("-A", "--all-namespaces", is_flag=True, help="Watch every namespace.")
 @click.option("--liveness", default=None, help="Liveness endpoint, e.g. http://0.0.0.0:8080/healthz.")
 @click.option("-v", "--verbose", is_flag=True)
-def operator(namespaces, all_namespaces, liveness, verbose):
+@click.option("--webhook-listen", default=None, metavar="[HOST]:PORT",
+              help="Receive GitHub webhook deliveries here, e.g. :8443 (secret from "
+                   "AMPX_WEBHOOK_SECRET_FILE or AMPX_WEBHOOK_SECRET).")
+def operator(namespaces, all_namespaces, liveness, verbose, webhook_listen):
     """Run the Kubernetes operator (kopf) with the kubeconfig or the in-cluster account."""
     from ..kube.run import run_operator
 
     if namespaces and all_namespaces:
         raise CliError("give -n NAMESPACE or --all-namespaces, not both")
+    if webhook_listen:  # issue 12 item 4: checked here, started by the operator's startup
+        from ..webhooks import load_secret, parse_listen
+
+        try:
+            parse_listen(webhook_listen)
+            load_secret(os.environ.get("AMPX_WEBHOOK_SECRET_FILE"),
+                        os.environ.get("AMPX_WEBHOOK_SECRET"))
+        except (OSError, ValueError) as exc:
+            raise CliError(f"--webhook-listen: {exc}") from None
+        os.environ["AMPX_WEBHOOK_LISTEN"] = webhook_listen
     run_operator(list(namespaces), all_namespaces, liveness, verbose)
 
 

@@ -28,7 +28,7 @@ from ampx.schedule import PollSchedule, poll_interval  # noqa: F401  (re-exporte
 
 from .auth import TokenProvider
 from .client import ApiStats, Backoff, RestClient
-from .errors import GitHubError, GitHubNotFound, GitHubPermissionError
+from .errors import GitHubError, GitHubNotFound, GitHubPermissionError, RetryLater
 from .excerpt import (
     EXCERPT_LIMIT, EXCERPT_SECONDS, JobLog, build_excerpt, signature, steps_from_api, target_ordinal,
 )
@@ -45,6 +45,19 @@ FAILED_JOB_CONCLUSIONS = frozenset({"failure", "timed_out"})
 RERUNNABLE_CONCLUSIONS = frozenset({"failure", "timed_out"})
 #: Logs fetched per red observation at most (one request each, plus the redirect).
 MAX_LOGS = 6
+#: Runs in the repository-wide page (GitHub's maximum page size).
+REPO_PAGE = 100
+#: Pages of a repository's runs read in one poll at most (then per-commit queries).
+MAX_PAGES = 5
+#: A commit whose oldest run sits this close to the end of a full page may have more runs on
+#: the next page: it is asked for by ``head_sha`` instead of trusting the page.
+PAGE_MARGIN = 10
+#: Seconds between per-commit fallback queries of one commit (mostly free 304s).
+FALLBACK_EVERY = 30.0
+#: A repository polled within this many seconds shares the polling budget.
+ACTIVE_WINDOW = 180.0
+#: Observations remembered per commit (bounded: waiting commits are far fewer).
+OBS_CACHE = 16384
 #: After asking for a re-run, a run still showing its old completed attempt is reported as
 #: pending for this long (GitHub takes a moment to queue the new attempt).
 RERUN_GRACE_SECONDS = 120.0
@@ -109,6 +122,25 @@ class CiObservation:
         return None
 
 
+@dataclass(frozen=True)
+class RepoPoll:
+    """One repository-wide poll: each ``(sha, event)``'s observation (or the error reading
+    it), and the least seconds before the next counted poll of the repository (None: any
+    time; the page had not changed)."""
+
+    observations: dict[tuple[str, str], "CiObservation | Exception"]
+    spacing: Optional[float] = None
+
+
+_SLIM = ("id", "head_sha", "head_branch", "workflow_id", "path", "name", "display_title",
+         "run_number", "status", "conclusion", "html_url", "run_attempt", "created_at")
+
+
+def _slim(r: dict[str, Any]) -> dict[str, Any]:
+    """What the watcher keeps of a run (a page's runs carry the whole repository object)."""
+    return {k: r.get(k) for k in _SLIM}
+
+
 def _run_info(r: dict[str, Any]) -> RunInfo:
     return RunInfo(
         id=int(r["id"]),
@@ -170,6 +202,23 @@ class CiWatcher:
         # (repo, sha, branch, event) -> (ETag of the runs list, observation)
         self._last: dict[tuple[str, str, Optional[str], str], tuple[Optional[str], CiObservation]] = {}
         self._reruns: dict[tuple[str, int], tuple[int, float]] = {}
+        # (repo, sha, event) -> (fingerprint of the commit's latest runs, observation): a
+        # repository-wide answer that changed for other commits reuses this one's observation
+        self._by_commit: dict[tuple[str, str, str], tuple[tuple, CiObservation]] = {}
+        # (repo, sha, event) -> clock of the last per-commit fallback query
+        self._fallback_at: dict[tuple[str, str, str], float] = {}
+        # (repo, sha, event) -> {run id: the run as last seen}: a waiting commit's runs, so
+        # that one pushed off the first page by newer runs is looked for on the next
+        self._known: dict[tuple[str, str, str], dict[int, dict[str, Any]]] = {}
+        # (repo, sha, event) -> clock it was first missing from the repository's page
+        self._missing: dict[tuple[str, str, str], float] = {}
+        # repository -> clock of its last repository-wide poll (who shares the budget)
+        self._active: dict[str, float] = {}
+        #: Seconds between per-commit queries for a commit not in the repository's recent page.
+        self.fallback_every = FALLBACK_EVERY
+        #: Runs per repository-wide page (GitHub allows up to 100), and pages read at most.
+        self.page_size = REPO_PAGE
+        self.max_pages = MAX_PAGES
 
     @property
     def stats(self) -> ApiStats:
@@ -216,6 +265,153 @@ class CiWatcher:
                 self._last.pop(next(iter(self._last)))
         log.debug("CI %s@%s: %s (%d runs)", repo.full_name, sha[:12], obs.state, len(runs))
         return obs
+
+    def poll_repository(self, repo: RepoRef, wanted: list[tuple[str, str]]) -> "RepoPoll":
+        """One observation for each ``(sha, event)`` of ``repo``, for one conditional request
+        per event for the whole repository: its most recent runs (``per_page=100``), matched
+        to the commits.
+
+        A waiting commit's runs are remembered from the answer they were first seen in. While
+        a remembered run that has not completed is missing from the pages read so far (newer
+        runs pushed it down), the next page is read too (conditional as well), up to
+        ``max_pages``. A commit never seen with runs and not in the pages has none yet (a new
+        run shows at the top of the first page) unless the pages hold only part of the
+        repository's runs and the commit has been missing from them for ``fallback_every`` s:
+        then it is asked for by ``head_sha`` (conditional), at most every ``fallback_every`` s
+        (after a restart, the runs of a commit pushed long ago).
+
+        RetryLater and GitHubNotFound for a repository-wide request are raised; a failed
+        per-commit query or log read is returned in that commit's slot. ``RepoPoll.spacing``:
+        after counted answers, the least seconds before the next poll of this repository, so
+        that the active repositories together stay within the budget's share of the quota."""
+        out: dict[tuple[str, str], CiObservation | Exception] = {}
+        counted = 0
+        now = self.clock()
+        rkey = repo.full_name.lower()
+        with self._lock:
+            self._active[rkey] = now
+            for k in [k for k, at in self._active.items() if now - at > ACTIVE_WINDOW]:
+                del self._active[k]
+            active = len(self._active)
+        by_event: dict[str, list[str]] = {}
+        for sha, event in dict.fromkeys(wanted):
+            by_event.setdefault(event, []).append(sha)
+        for event, shas in by_event.items():
+            with self._lock:
+                known = {sha: dict(self._known.get((rkey, sha, event), {})) for sha in shas}
+                reruns = {rid for (r, rid) in self._reruns if r == rkey}
+            # runs still to be seen: not completed when last seen, or re-run since
+            unsettled = {rid for runs in known.values() for rid, r in runs.items()
+                         if r.get("status") != "completed" or rid in reruns}
+            page: list[dict[str, Any]] = []
+            complete = False
+            for number in range(1, self.max_pages + 1):
+                more, complete, not_modified = self._runs_page(repo, event, number)
+                counted += not not_modified
+                page += more
+                unsettled -= {int(r["id"]) for r in more}
+                if complete or not unsettled or not more:
+                    break
+            positions: dict[str, list[int]] = {}
+            for i, r in enumerate(page):
+                positions.setdefault(str(r.get("head_sha")), []).append(i)
+            margin = min(PAGE_MARGIN, len(page) // 10)
+            found: dict[str, dict[int, dict[str, Any]]] = {}
+            for sha in shas:
+                key = (rkey, sha, event)
+                at = positions.get(sha)
+                runs = {**known[sha], **{int(page[i]["id"]): _slim(page[i]) for i in at or ()}}
+                seen_whole = at is not None and (complete or max(at) < len(page) - 1 - margin)
+                if known[sha] or seen_whole:
+                    found[sha] = runs
+                    continue
+                with self._lock:
+                    missing = self._missing.setdefault(key, now)
+                if at is None and (complete or now - missing < self.fallback_every):
+                    found[sha] = {}  # none yet (a new run shows at the top of the page)
+                else:
+                    out[(sha, event)] = self._fallback(repo, sha, event)
+            for sha, runs in found.items():
+                key = (rkey, sha, event)
+                if runs:
+                    with self._lock:
+                        self._known[key] = runs
+                try:
+                    out[(sha, event)] = self._observe_commit(
+                        repo, sha, event, latest_runs(list(runs.values()), sha, None))
+                except (RetryLater, GitHubError) as exc:
+                    out[(sha, event)] = exc
+        spacing = self.rest.budget.poll_spacing(active) * counted if counted else None
+        return RepoPoll(out, spacing)
+
+    def _runs_page(self, repo: RepoRef, event: str, number: int
+                   ) -> tuple[list[dict[str, Any]], bool, bool]:
+        """(page ``number`` of the runs, newest first; whether no run is beyond it; whether
+        GitHub said 304)."""
+        params: dict[str, Any] = {"event": event, "per_page": self.page_size,
+                                  "exclude_pull_requests": "true"}
+        if number > 1:
+            params["page"] = number
+        try:
+            resp = self.rest.get_json(repo, f"{self._base(repo)}/actions/runs", params=params,
+                                      conditional=True)
+        except GitHubNotFound:
+            raise GitHubNotFound(
+                f"repository {repo.full_name} not found (or the credentials cannot see it)", status=404
+            ) from None
+        body = resp.data if isinstance(resp.data, dict) else {}
+        page = [r for r in body.get("workflow_runs") or [] if isinstance(r, dict) and "id" in r]
+        return page, int(body.get("total_count") or 0) <= (number - 1) * self.page_size + len(page), \
+            resp.not_modified
+
+    def _fallback(self, repo: RepoRef, sha: str, event: str) -> CiObservation | Exception:
+        """The per-commit query for a commit the recent page does not settle, spaced out."""
+        key = (repo.full_name.lower(), sha, event)
+        now = self.clock()
+        with self._lock:
+            last = self._fallback_at.get(key)
+            cached = self._by_commit.get(key)
+        if last is not None and cached is not None and now - last < self.fallback_every:
+            return cached[1]
+        try:
+            obs = self.poll(repo, sha, None, event)
+        except (RetryLater, GitHubError) as exc:
+            return exc
+        with self._lock:
+            self._fallback_at[key] = now
+            self._by_commit[key] = ((), obs)
+            if obs.runs:  # seen whole: from now on the repository's pages keep it up to date
+                self._known[key] = {r.id: {"id": r.id, "head_sha": sha, "head_branch": r.head_branch,
+                                           "workflow_id": r.workflow_id, "name": r.name,
+                                           "run_number": 0, "status": r.status,
+                                           "conclusion": r.conclusion, "html_url": r.html_url,
+                                           "run_attempt": r.run_attempt} for r in obs.runs}
+            self._trim()
+        return obs
+
+    def _observe_commit(self, repo: RepoRef, sha: str, event: str, runs: list[RunInfo]) -> CiObservation:
+        """The observation for a commit's latest runs, reused while they have not changed (a red
+        commit's logs are read once) and no re-run is awaited in the repository."""
+        key = (repo.full_name.lower(), sha, event)
+        fingerprint = tuple((r.id, r.status, r.conclusion, r.run_attempt) for r in runs)
+        with self._lock:
+            cached = self._by_commit.get(key)
+            pending_rerun = any(k[0] == key[0] for k in self._reruns)
+        if cached is not None and cached[0] == fingerprint and not pending_rerun:
+            return cached[1]
+        obs = self._observe(repo, runs)
+        with self._lock:
+            self._by_commit[key] = (fingerprint, obs)
+            self._trim()
+        log.debug("CI %s@%s: %s (%d runs, repository page)", repo.full_name, sha[:12], obs.state, len(runs))
+        return obs
+
+    def _trim(self) -> None:
+        for cache in (self._by_commit, self._known, self._missing):
+            while len(cache) > OBS_CACHE:
+                k = next(iter(cache))
+                cache.pop(k)
+                self._fallback_at.pop(k, None)
 
     def _awaiting_rerun(self, repo: RepoRef, run: RunInfo) -> bool:
         k = (repo.full_name.lower(), run.id)

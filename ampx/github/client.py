@@ -26,6 +26,7 @@ import requests
 from ampx import __version__
 from ampx.core.repo import RepoRef
 
+from .budget import RequestBudget
 from .errors import (
     GitHubAuthError,
     GitHubError,
@@ -46,6 +47,9 @@ API_VERSION = "2022-11-28"
 DEFAULT_TIMEOUT = 30.0
 #: When GitHub says "rate limited" without saying until when.
 DEFAULT_RATE_LIMIT_WAIT = 60.0
+#: Conditional answers remembered (LRU). Keyed by request, so thousands of waiting commits
+#: still get free 304s; an entry is a URL and a runs page.
+ETAG_CACHE_SIZE = 8192
 
 T = TypeVar("T")
 
@@ -235,7 +239,8 @@ class RestClient:
         timeout: float = DEFAULT_TIMEOUT,
         stats: Optional[ApiStats] = None,
         backoff: Optional[Backoff] = None,
-        etag_cache_size: int = 512,
+        etag_cache_size: int = ETAG_CACHE_SIZE,
+        budget: Optional[RequestBudget] = None,
     ) -> None:
         self.api_url = api_url.rstrip("/")
         self.provider = provider
@@ -243,6 +248,10 @@ class RestClient:
         self.timeout = timeout
         self.stats = stats or ApiStats()
         self.backoff = backoff or Backoff()
+        #: shared by every request of this client (the operator has one): see budget.py
+        self.budget = budget or RequestBudget()
+        # request (URL + query) -> (ETag, body), least recently used first: one entry per
+        # repository page and per commit still asked for by head_sha
         self._etags: dict[str, tuple[str, Any]] = {}
         self._etag_cache_size = etag_cache_size
         self._lock = threading.Lock()
@@ -298,6 +307,9 @@ class RestClient:
         key = self._cache_key(url, params)
         last_token: Optional[str] = None
         for attempt in (1, 2):
+            hold = self.budget.hold(optional=conditional)
+            if hold > 0:  # GitHub said wait, or we are about to use up what it allows
+                raise RetryLater(hold, f"holding {what} back: GitHub rate limit budget")
             token = self.provider.token_for(repo)
             if attempt == 2 and token == last_token:
                 break  # no fresher token to try
@@ -306,9 +318,12 @@ class RestClient:
             cached = None
             if conditional:
                 with self._lock:
-                    cached = self._etags.get(key)
+                    cached = self._etags.pop(key, None)
+                    if cached is not None:  # most recently used goes last
+                        self._etags[key] = cached
                 if cached is not None:
                     headers["If-None-Match"] = cached[0]
+            self.budget.sent(method)
             try:
                 resp = self.session.request(
                     method, url, params=params, json=json, headers=headers,
@@ -319,6 +334,9 @@ class RestClient:
                 raise self._transient(repo, what, exc) from None
             self.stats.record(resp.status_code, resp.headers)
             status = resp.status_code
+            self.budget.answered(status, resp.headers, rate_limit_delay(
+                status, resp.headers, "rate limit" if status == 429 else _json_message(resp))
+                if status in (403, 429) else None)
             if status == 401:
                 self.provider.invalidate(repo, token)
                 resp.close()
@@ -338,7 +356,8 @@ class RestClient:
                     data = resp.text
                 if conditional and status == 200 and resp.headers.get("ETag"):
                     with self._lock:
-                        if len(self._etags) >= self._etag_cache_size:
+                        self._etags.pop(key, None)
+                        while len(self._etags) >= self._etag_cache_size:
                             self._etags.pop(next(iter(self._etags)))
                         self._etags[key] = (resp.headers["ETag"], data)
                 return ApiResponse(status, data, resp.headers, etag=resp.headers.get("ETag"))

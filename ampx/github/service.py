@@ -11,7 +11,8 @@ from ampx.core.repo import RepoRef, parse_repo
 from ampx.settings import GitHubSettings
 
 from .auth import TokenProvider, provider_from_settings
-from .ci import CiObservation, CiWatcher, PollSchedule
+from .budget import RequestBudget
+from .ci import CiObservation, CiWatcher, PollSchedule, RepoPoll
 from .client import ApiStats, Backoff, PyGithubFactory, RestClient
 from .pulls import MergeResult, OpenedPull, Pulls
 
@@ -36,11 +37,12 @@ class GitHubService:
         timeout: float = 30.0,
         default_branch_ttl: float = 600.0,
         monotonic: Callable[[], float] = time.monotonic,
+        budget: Optional[RequestBudget] = None,
     ) -> None:
         self.provider = provider
         self.api_url = api_url.rstrip("/")
         self.git_url = git_url.rstrip("/")
-        self.rest = RestClient(self.api_url, provider, backoff=backoff, timeout=timeout)
+        self.rest = RestClient(self.api_url, provider, backoff=backoff, timeout=timeout, budget=budget)
         self.ci = CiWatcher(provider, self.api_url, rest=self.rest, schedule=schedule)
         self.factory = PyGithubFactory(self.api_url, provider, timeout=timeout)
         self.pulls = Pulls(self.factory, self.rest, mergeable_wait=mergeable_wait)
@@ -75,6 +77,11 @@ class GitHubService:
     def poll_ci(self, repo: RepoRef | str, sha: str, branch: Optional[str] = None,
                 event: str = "push") -> CiObservation:
         return self.ci.poll(_ref(repo), sha, branch, event)
+
+    def poll_repository(self, repo: RepoRef | str, wanted: list[tuple[str, str]]) -> RepoPoll:
+        """CI of many commits of one repository at the cost of one conditional request per
+        event (see CiWatcher.poll_repository)."""
+        return self.ci.poll_repository(_ref(repo), wanted)
 
     def poll_interval(self, seconds_since_push: float) -> float:
         return self.ci.poll_interval(seconds_since_push)

@@ -115,8 +115,16 @@ def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.server_timeout = 300
     settings.execution.max_workers = 8
     op = STATE["op"] = build_state()
-    op.periodic = Periodic(op.engine, op.tasks, op.schedule, before_ci=op.masks.ensure)
+    # GitHub webhook deliveries (--webhook-listen / AMPX_WEBHOOK_LISTEN) name repositories in
+    # ampx.webhooks.HEARD; the periodic loop polls those at once
+    from ..webhooks import HEARD, from_env as webhooks_from_env
+
+    listener = webhooks_from_env(HEARD.add)
+    op.periodic = Periodic(op.engine, op.tasks, op.schedule, before_ci=op.masks.ensure,
+                           heard=HEARD)
     op.periodic.start()
+    if listener is not None:
+        listener.start()
 
 
 @kopf.on.cleanup()

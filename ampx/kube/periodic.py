@@ -18,21 +18,31 @@ from typing import Any, Optional
 
 from ..engine import Engine, parse_iso, utcnow
 from ..schedule import CiSchedule
+from ..slots import repo_of
 from ..settings import env_int
 from .timed import budget_spent, ci_groups, thread_unknown, wants_work
 from .views import TaskCache
 
 log = logging.getLogger("ampx.operator")
 
+#: while webhook deliveries arrive for a repository (within this many seconds of the last),
+#: its polls are only a safety net, every SAFETY_NET_S at most
+WEBHOOK_QUIET_S = 600.0
+SAFETY_NET_S = 60.0
+
 
 class Periodic:
     def __init__(self, engine: Engine, tasks: TaskCache, schedule: CiSchedule,
                  tick: float = 1.0, resync: Optional[float] = None,
-                 before_ci: Optional[Any] = None) -> None:
+                 before_ci: Optional[Any] = None, heard: Optional[Any] = None) -> None:
         self.engine, self.tasks, self.schedule, self.tick = engine, tasks, schedule, tick
         # called with each namespace that has tasks waiting on CI, before they are polled
         # (the operator registers the namespace's agent key for masking; cached there)
         self.before_ci = before_ci
+        # webhook deliveries (`ampx.webhooks.HeardRepositories`): a repository named there is
+        # polled at once, and for a while after only as a safety net
+        self.heard = heard
+        self._heard_at: dict[str, float] = {}
         self.resync = float(resync if resync is not None else env_int("AMPX_RESYNC_SECONDS", 60))
         self._next_resync = time.monotonic() + self.resync
         self.probe_every = 5.0  # running attempts without a thread id (see `thread_unknown`)
@@ -107,13 +117,22 @@ class Periodic:
             for ns in {b["metadata"].get("namespace") for b in bodies
                        if b["metadata"].get("name") in waiting}:
                 self._guarded(ns or "", self.before_ci, ns)
+        now = time.monotonic()
+        fresh = {r.lower() for r in self.heard.drain()} if self.heard is not None else set()
+        self._heard_at.update((r, now) for r in fresh)
         for repo, waiting in groups.items():
             now = time.monotonic()
-            due = [(name, since) for name, since in waiting if self.schedule.due(name, now)]
+            full = repo_of(repo).lower()
+            if full in fresh:  # a delivery says something changed: every waiting task, now
+                due = list(waiting)
+            else:
+                due = [(name, since) for name, since in waiting if self.schedule.due(name, now)]
             if not due:
                 continue
+            quiet = now - self._heard_at.get(full, -WEBHOOK_QUIET_S) < WEBHOOK_QUIET_S
             if poll_repository is not None:
-                self._submit("ci-repo:" + repo, self._poll_repository, poll_repository, repo, due)
+                self._submit("ci-repo:" + repo, self._poll_repository, poll_repository, repo, due,
+                             SAFETY_NET_S if quiet else 0.0)
                 continue
             for name, since in due:
                 self._submit("ci:" + name, self._poll_task, name, since)
@@ -122,10 +141,11 @@ class Periodic:
         retry = self._guarded(name, self.engine.poll_ci, name)
         self.schedule.after_poll(name, time.monotonic(), _waited(since), retry)
 
-    def _poll_repository(self, poll: Any, repo: str, due: list) -> None:
+    def _poll_repository(self, poll: Any, repo: str, due: list, at_least: float = 0.0) -> None:
         retry = self._guarded(repo, poll, repo, [name for name, _ in due])
         for name, since in due:
-            self.schedule.after_poll(name, time.monotonic(), _waited(since), retry)
+            self.schedule.after_poll(name, time.monotonic(), _waited(since),
+                                     max(retry or 0.0, at_least))
 
     @staticmethod
     def _guarded(what: str, fn: Any, *args: Any) -> Any:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import queue
 import signal
 import subprocess
 import sys
@@ -21,9 +22,9 @@ from typing import Optional
 
 from ..core.models import ACTIVE_PHASES, Stage
 from ..core.observe import pr_comment_due
+from ..ci_poller import RepoSchedule, group_by_repository, seconds_since_push
 from ..core.queueing import Limits
-from ..engine import Engine, parse_iso, utcnow
-from ..schedule import CiSchedule
+from ..engine import Engine
 from ..settings import GitHubSettings, register_env_secrets
 from ..slots import SlotBook
 from ..worker.harden import forbid_inspection
@@ -107,9 +108,18 @@ class Supervisor:
         self.limits = limits  # () -> Limits; None: no limits
         self.slots = SlotBook(Limits())
         self.tick_s = tick_s
-        self.schedule = CiSchedule()
+        self.schedule = RepoSchedule()
         self.stop = threading.Event()
         self._last_warning: dict[str, str] = {}
+        # repositories a webhook delivery named since the last step (polled at once)
+        self._heard: "queue.SimpleQueue[str]" = queue.SimpleQueue()
+        self._pending_heard: set[str] = set()
+
+    def delivered(self, delivery) -> None:
+        """A webhook delivery (`ampx.webhooks.Delivery`): its repository is polled on the next
+        step (within `tick_s`), and then only as a safety net while deliveries keep coming."""
+        if delivery.news:
+            self._heard.put(delivery.repo)
 
     def _warn(self, name: str, message: str) -> None:
         """One line per task per distinct problem: a problem that lasts is not news 4x a second."""
@@ -134,24 +144,38 @@ class Supervisor:
 
     def step(self) -> None:
         now = time.monotonic()
-        tasks = self.store.list()
-        self._limit(tasks)
+        every = self.store.list()
+        self._limit(every)
+        tasks = [t for t in every if needs_attention(t)]
+        waiting = group_by_repository(tasks)
+        while not self._heard.empty():
+            repo = self._heard.get_nowait()
+            self._pending_heard.add(repo)
+            self.schedule.heard(repo)
+        # a delivery's repository is polled at once, within the budget (else when it allows)
+        heard = {r for r in self._pending_heard if self.schedule.may_poll(r, now)}
+        self._pending_heard -= heard
         for task in tasks:
-            if not needs_attention(task):
-                continue
+            if task.status.stage and task.status.stage.value == "ci" and task.status.ci:
+                continue  # polled with its repository below
             try:
-                if task.status.stage and task.status.stage.value == "ci" and task.status.ci:
-                    if self.schedule.due(task.name, now):
-                        since = task.status.ci.since
-                        waited = (utcnow() - parse_iso(since)).total_seconds() if since else 0
-                        retry = self.engine.poll_ci(task.name)
-                        self.schedule.after_poll(task.name, time.monotonic(), waited, retry)
-                else:
-                    self.engine.reconcile(task.name)
+                self.engine.reconcile(task.name)
             except Exception as exc:  # one task's trouble must not stop the others
                 self._warn(task.name, str(exc))
             else:
                 self._last_warning.pop(task.name, None)
+        for repo, group in waiting.items():
+            if repo not in heard and not self.schedule.due(repo, now):
+                continue
+            try:  # one request for every task of the repository waiting on CI
+                hint = self.engine.poll_repository(repo, [t.name for t in group])
+            except Exception as exc:
+                self._warn(repo, str(exc))
+                hint = None
+            else:
+                self._last_warning.pop(repo, None)
+            self.schedule.after_poll(repo, seconds_since_push(group), hint)
+        self.schedule.forget(waiting)
 
     def run(self) -> None:
         log.info("supervisor running on %s", self.store.path)
@@ -180,11 +204,25 @@ def run_foreground() -> int:
     store = LocalStore(paths.db_path())
     sup = Supervisor(store, LocalLauncher(paths.runs_dir()), _forge(), rules=local_rules,
                      limits=local_limits)
+    from ..webhooks import from_env as webhooks_from_env
+
+    try:  # AMPX_WEBHOOK_LISTEN: GitHub's deliveries wake the poll of their repository
+        listener = webhooks_from_env(sup.delivered)
+    except (OSError, ValueError) as exc:
+        print(f"error: webhooks: {exc}", file=sys.stderr)
+        pid_path().unlink(missing_ok=True)
+        env_path().unlink(missing_ok=True)
+        lock.close()
+        return 1
+    if listener is not None:
+        listener.start()
     signal.signal(signal.SIGTERM, lambda *_: sup.stop.set())
     signal.signal(signal.SIGINT, lambda *_: sup.stop.set())
     try:
         sup.run()
     finally:
+        if listener is not None:
+            listener.stop()
         pid_path().unlink(missing_ok=True)
         env_path().unlink(missing_ok=True)
         lock.close()

@@ -111,7 +111,11 @@ class LocalAttempt:
             raise ConfigProblem("AMP_API_KEY is not set" + getattr(self.client, "credential_hint", ""))
         repo = parse_repo(spec.repo)
         try:
-            token = self.tokens().token_for(repo)
+            from ..github.retry import with_retries
+
+            # issue 12: a 5xx or a rate limit is waited out, not taken for a refusal
+            token = with_retries(lambda: self.tokens().token_for(repo),
+                                 f"GitHub token for {repo.full_name}")
         except Exception as exc:  # configuration or GitHub refusing the app
             raise ConfigProblem(f"no GitHub token for {repo.full_name}: {redact(str(exc))}") from None
         register_secret(token)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import sys
+import time
 
 
 import pytest
 
 from ampx.core import events as ev
 from ampx.github.ci import CiWatcher, PollSchedule, poll_interval
+from ampx.github.budget import RequestBudget
 from ampx.github.client import Backoff
 from ampx.github.errors import GitHubNotFound, RetryLater
 from ampx.github.excerpt import EXCERPT_LIMIT
@@ -173,7 +175,9 @@ def test_red_logs_fetched_once_while_nothing_changes(sandbox) -> None:
 
 
 def test_502_then_secondary_rate_limit_then_success(sandbox) -> None:
-    svc = sandbox.service(backoff=Backoff(base=2.0, cap=30.0))
+    now = [time.time()]  # the budget's clock, moved on past each wait GitHub asked for
+    svc = sandbox.service(backoff=Backoff(base=2.0, cap=30.0),
+                          budget=RequestBudget(clock=lambda: now[0]))
     emu = sandbox.emu
     sha = sandbox.push("amp/faults", {".github/workflows/ci.yml": sandbox.workflow("CI", ["true"])})
     sandbox.wait_ci(lambda: svc.poll_ci(REPO, sha))
@@ -190,11 +194,16 @@ def test_502_then_secondary_rate_limit_then_success(sandbox) -> None:
     with pytest.raises(RetryLater) as limited:
         svc.poll_ci(REPO, sha)
     assert limited.value.seconds == 7 and "rate limit" in limited.value.reason
+    with pytest.raises(RetryLater) as held:  # honoured: nothing is sent before the 7 s are up
+        svc.poll_ci(REPO, sha)
+    assert "budget" in held.value.reason
+    now[0] += 7.5
 
     emu.faults.primary_rate_limit(1, reset_in=120, path=r"/actions/runs$")
     with pytest.raises(RetryLater) as primary:
         svc.poll_ci(REPO, sha)
     assert 115 <= primary.value.seconds <= 122
+    now[0] += 125
 
     assert svc.poll_ci(REPO, sha).state == "green"
     # after a success the back-off starts again from the bottom

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import time
 
 import pytest
 
 from ampx.core.repo import RepoRef
 from ampx.core.models import MergeMethod
+from ampx.github.budget import RequestBudget
 from ampx.github.auth import AppAuth, TokenAuth
 from ampx.github.ci import PollSchedule
 from ampx.github.errors import GitHubAuthError, GitHubError, RetryLater
@@ -34,7 +36,9 @@ def test_tokens_never_in_exceptions_or_logs(sandbox, caplog, app_key_pem) -> Non
         return value
 
     auth._mint, auth.app_jwt = mint, app_jwt
-    svc = GitHubService(auth, emu.api_url, mergeable_wait=0.01)
+    now = [time.time()]
+    svc = GitHubService(auth, emu.api_url, mergeable_wait=0.01,
+                        budget=RequestBudget(clock=lambda: now[0]))
     errors: list[BaseException] = []
 
     def expect(exc_type, fn, *args):
@@ -54,6 +58,7 @@ def test_tokens_never_in_exceptions_or_logs(sandbox, caplog, app_key_pem) -> Non
     expect(RetryLater, svc.poll_ci, REPO, sha)
     emu.faults.secondary_rate_limit(1, retry_after=3)
     expect(RetryLater, svc.default_branch, REPO)
+    now[0] += 4  # the 3 s GitHub asked for are up
     expect(GitHubError, svc.poll_ci, "acme/nope", sha)
     # PRs, refused and accepted merges
     _, number, _ = svc.open_or_adopt_pr(REPO, "amp/leak", None, "Leak", "body")

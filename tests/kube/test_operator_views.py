@@ -134,6 +134,42 @@ def test_the_periodic_loop_polls_due_ci_once_and_reconciles_only_what_time_chang
     loop.stop()
 
 
+def test_a_webhook_delivery_polls_its_repository_at_once_then_polling_is_a_safety_net():
+    from ampx.kube.periodic import SAFETY_NET_S, Periodic
+    from ampx.schedule import CiSchedule, PollSchedule
+    from ampx.webhooks import Delivery, HeardRepositories
+
+    class RepoEngine(RecordingEngine):
+        def __init__(self):
+            super().__init__()
+            self.repos = []
+
+        def poll_repository(self, repo, names):
+            self.repos.append((repo, sorted(names)))
+
+    cache = TaskCache()
+    for b in (body("a", "1", phase="running", stage="ci", ci={"sha": "x"},
+                   repo="git@github.com:Acme/App.git"),
+              body("b", "1", phase="running", stage="ci", ci={"sha": "y"}, repo="acme/other")):
+        cache.put(b)
+    engine, heard = RepoEngine(), HeardRepositories()
+    schedule = CiSchedule(PollSchedule(fast=5, maximum=60))
+    loop = Periodic(engine, cache, schedule, resync=3600, heard=heard)
+    loop.run_once()
+    loop.drain()
+    assert len(engine.repos) == 2  # both due the first time
+    loop.run_once()
+    loop.drain()
+    assert len(engine.repos) == 2, "not due again for 5 s"
+    heard.add(Delivery("workflow_run", "d-1", "acme/app", "completed", ("x",)))
+    loop.run_once()
+    loop.drain()
+    assert engine.repos[2] == ("git@github.com:Acme/App.git", ["a"]), "polled at once"
+    assert schedule.next_at["a"] - time.monotonic() > SAFETY_NET_S - 5, "then only a safety net"
+    assert schedule.next_at["b"] - time.monotonic() < 6
+    loop.stop()
+
+
 def test_a_job_just_created_is_not_missing_before_the_watch_shows_it():
     view = JobView(lambda ns, name: None)
     index: dict = {}

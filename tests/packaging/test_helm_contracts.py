@@ -135,6 +135,11 @@ NOT_SET_BY_CHART = {
     "AMPX_RESYNC_SECONDS": "the safety pass's period: a tuning knob, 60 s by default",
     "AMPX_LEASE_NAMESPACE": "the Lease lives where the operator's Role grants it (first watched "
                             "namespace, or the operator's own cluster-wide)",
+    # issue 12 item 4: webhooks are optional and not templated by the chart yet (the operator's
+    # --webhook-listen, the Secret's file, a Service/Ingress: docs/cluster-install.md)
+    "AMPX_WEBHOOK_LISTEN": "optional webhooks, not templated by the chart yet",
+    "AMPX_WEBHOOK_SECRET_FILE": "optional webhooks, not templated by the chart yet",
+    "AMPX_WEBHOOK_SECRET": "optional webhooks; a cluster mounts the secret as a file",
 }
 # Set only when the value is given (empty means unset to the code anyway).
 # from github.appId, amp.url, worker.git.*, worker.agentCommand

@@ -44,6 +44,8 @@ from .state import (
     WorkflowRun,
 )
 from .stats import Stats
+from .timed_runs import TimedRuns
+from .webhooks import Webhooks
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +112,10 @@ class GitHubEmulator:
             self.store, self.root_dir, concurrency=ci_concurrency, step_timeout=step_timeout, keep_workspaces=keep_workspaces
         )
         self._api = RestApi(self)
+        #: Runs that take minutes without executing anything (benchmarks), see timed_runs.py.
+        self.timed_runs = TimedRuns(self)
+        #: Signed webhook deliveries to subscribed URLs, see webhooks.py.
+        self.webhooks = Webhooks(self)
         self._blob_secret = secrets.token_bytes(32)
         self._server: EmulatorHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -140,6 +146,8 @@ class GitHubEmulator:
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None
+        self.timed_runs.stop()
+        self.webhooks.stop()
         self.ci.shutdown()
 
     def __enter__(self) -> "GitHubEmulator":

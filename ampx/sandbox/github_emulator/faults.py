@@ -8,6 +8,7 @@ request GitHub rejected at its edge. Git smart-HTTP traffic is never faulted.
 
 from __future__ import annotations
 
+import random
 import re
 import threading
 import time
@@ -54,6 +55,12 @@ class Faults:
         self._faults: list[Fault] = []
         #: Number of requests answered by an injected fault (for assertions).
         self.injected = 0
+        # a standing fraction of API requests answered with a 5xx (GitHub having a bad day)
+        self._fraction = 0.0
+        self._fraction_status = 503
+        self._rng = random.Random()
+        #: "METHOD path" of every request a fault answered (which paths were exercised).
+        self.hit: list[str] = []
 
     def _add(self, fault: Fault) -> Fault:
         with self._lock:
@@ -84,9 +91,18 @@ class Faults:
         """Slow down the next ``n`` matching requests (they are then served normally)."""
         return self._add(Fault("delay", n, 200, self._compile(path), method, delay=seconds))
 
+    def fail_fraction(self, fraction: float, status: int = 503, *, seed: int | None = None) -> None:
+        """From now on answer about ``fraction`` of API requests with ``status`` (0: stop).
+        Queued faults are served first."""
+        with self._lock:
+            self._fraction, self._fraction_status = fraction, status
+            if seed is not None:
+                self._rng = random.Random(seed)
+
     def clear(self) -> None:
         with self._lock:
             self._faults.clear()
+            self._fraction = 0.0
 
     @property
     def pending(self) -> int:
@@ -97,8 +113,14 @@ class Faults:
         """Consume the first matching fault; returns the response to send, if any."""
         with self._lock:
             fault = next((f for f in self._faults if f.remaining > 0 and f.matches(method, path)), None)
+            if fault is None and self._fraction > 0 and self._rng.random() < self._fraction:
+                fault = Fault("error", 1, self._fraction_status, None, None)
+                self.injected += 1
+                self.hit.append(f"{method} {path}")
+                return FaultResponse(fault.status, {"message": "Server Error", "documentation_url": DOCS}, {})
             if fault is None:
                 return None
+            self.hit.append(f"{method} {path}")
             fault.remaining -= 1
             if fault.remaining <= 0:
                 self._faults.remove(fault)
