@@ -484,6 +484,7 @@ def merge(task_id, **kw):
 @click.option("--liveness", default=None, help="Liveness endpoint, e.g. http://0.0.0.0:8080/healthz.")
 @click.option("-v", "--verbose", is_flag=True)
 @click.option("--webhook-listen", default=None, metavar="[HOST]:PORT",
+              envvar="AMPX_WEBHOOK_LISTEN", show_envvar=True,
               help="Receive GitHub webhook deliveries here, e.g. :8443 (secret from "
                    "AMPX_WEBHOOK_SECRET_FILE or AMPX_WEBHOOK_SECRET).")
 def operator(namespaces, all_namespaces, liveness, verbose, webhook_listen):
@@ -492,7 +493,9 @@ def operator(namespaces, all_namespaces, liveness, verbose, webhook_listen):
 
     if namespaces and all_namespaces:
         raise CliError("give -n NAMESPACE or --all-namespaces, not both")
-    if webhook_listen:  # issue 12 item 4: checked here, started by the operator's startup
+    # issue 12 item 4: checked here, in every replica (the chart sets AMPX_WEBHOOK_LISTEN), and
+    # started by the leader's operator startup
+    if webhook_listen:
         from ..webhooks import load_secret, parse_listen
 
         try:

@@ -72,6 +72,13 @@ CONFIGURED = {
             {"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]}]}]}}},
     "podAnnotations": {"example.com/team": "platform"},
     "podLabels": {"team": "platform"},
+    "webhooks": {"enabled": True, "port": 9443, "secretName": "gh-webhook", "secretKey": "hmac",
+                 "service": {"type": "ClusterIP", "port": 443,
+                             "annotations": {"example.com/owner": "platform"}},
+                 "ingress": {"enabled": True, "className": "nginx", "host": "ampx.example.com",
+                             "path": "/github", "annotations": {"example.com/tls": "acme"},
+                             "tls": [{"secretName": "ampx-webhooks-tls",
+                                      "hosts": ["ampx.example.com"]}]}},
 }
 
 SCENARIOS: dict[str, Scenario] = {

@@ -135,17 +135,15 @@ NOT_SET_BY_CHART = {
     "AMPX_RESYNC_SECONDS": "the safety pass's period: a tuning knob, 60 s by default",
     "AMPX_LEASE_NAMESPACE": "the Lease lives where the operator's Role grants it (first watched "
                             "namespace, or the operator's own cluster-wide)",
-    # issue 12 item 4: webhooks are optional and not templated by the chart yet (the operator's
-    # --webhook-listen, the Secret's file, a Service/Ingress: docs/cluster-install.md)
-    "AMPX_WEBHOOK_LISTEN": "optional webhooks, not templated by the chart yet",
-    "AMPX_WEBHOOK_SECRET_FILE": "optional webhooks, not templated by the chart yet",
-    "AMPX_WEBHOOK_SECRET": "optional webhooks; a cluster mounts the secret as a file",
+    "AMPX_WEBHOOK_SECRET": "the webhook secret is mounted as a file from its Secret "
+                           "(AMPX_WEBHOOK_SECRET_FILE), never put in the pod spec",
 }
 # Set only when the value is given (empty means unset to the code anyway).
-# from github.appId, amp.url, worker.git.*, worker.agentCommand
+# from github.appId, amp.url, worker.git.*, worker.agentCommand, webhooks.enabled
 SET_WHEN_GIVEN = {"AMPX_GITHUB_APP_ID", "AMP_URL", "AMPX_GIT_AUTHOR_NAME", "AMPX_GIT_AUTHOR_EMAIL",
                   "AMPX_AGENT_COMMAND", "AMPX_ALLOWED_REPOS", "AMPX_MAX_CONCURRENT_ATTEMPTS",
-                  "AMPX_MAX_CONCURRENT_ATTEMPTS_PER_REPO"}
+                  "AMPX_MAX_CONCURRENT_ATTEMPTS_PER_REPO", "AMPX_WEBHOOK_LISTEN",
+                  "AMPX_WEBHOOK_SECRET_FILE"}
 # Read by the worker, set on the operator, which hands them on to the worker Jobs
 # (checked against the Jobs the operator builds in test_operator_builds_jobs_the_chart_can_run).
 HANDED_TO_WORKERS = {"AMP_URL", "AMPX_GIT_AUTHOR_NAME", "AMPX_GIT_AUTHOR_EMAIL",

@@ -72,3 +72,7 @@ watches exactly these.
 {{- end -}}
 {{- toYaml $rules | replace "<agent-key-secret>" $root.Values.amp.secret.name -}}
 {{- end -}}
+
+{{- define "ampx.webhooksName" -}}
+{{- printf "%s-webhooks" (include "ampx.fullname" .) -}}
+{{- end -}}
