@@ -75,25 +75,22 @@ _DIR = click.Path(file_okay=False, path_type=Path)
 @click.group(invoke_without_command=True)
 @click.option("--task", "task_name", help="AmpTask name.")
 @click.option("--attempt", "number", type=click.IntRange(1, 10_000))
-@click.option("-n", "--namespace", help="Namespace of the AmpTask (kube).")
-@click.option("--backend", type=click.Choice(["local", "kube"]), default="kube", show_default=True)
+@click.option("--backend", type=click.Choice(["local", "kube"]), default="local", show_default=True,
+              help="local: a whole attempt of the local runtime. On Kubernetes an attempt is "
+                   "its pod's steps (prepare, agent, publish).")
 @click.option("--credentials-stdin", is_flag=True, hidden=True,
               help="Read the credential variables as a JSON object on stdin (local launcher).")
 @click.pass_context
-def worker(ctx, task_name, number, namespace, backend, credentials_stdin):
+def worker(ctx, task_name, number, backend, credentials_stdin):
     """Run one attempt of a task (what each Job, or local attempt process, runs), or one of its
     steps: prepare (token), agent (agent key only), publish (token)."""
     if ctx.invoked_subcommand is not None:
         return
     if not task_name or number is None:
         raise CliError("give --task and --attempt (or a step: prepare, agent, publish)")
-    if backend == "kube":
-        from ..kube.api import current_namespace
-        from ..worker.attempt import run_attempt
-        from ..worker.clients import KubeTaskClient
-
-        client = KubeTaskClient(namespace or current_namespace())
-        sys.exit(run_attempt(client, task_name, number, _token_source))
+    if backend == "kube":  # the pod runs the steps: no process there may hold every credential
+        raise CliError("on Kubernetes an attempt runs as its pod's steps: "
+                       "ampx worker prepare | agent | publish (see `ampx worker --help`)")
     from ..local.paths import local_store
     from ..worker.clients import LocalTaskClient
     from ..worker.local_attempt import run_local_attempt

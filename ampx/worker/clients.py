@@ -1,38 +1,11 @@
-"""How a worker reads its task and writes its report, in each runtime."""
+"""How the local runtime's worker reads its task and writes its report (on Kubernetes the
+operator records the report it reads from the attempt's pod: the pod holds no API credential)."""
 
 from __future__ import annotations
 
 from typing import Optional
 
 from ..core.models import AmpTask, WorkerReport
-
-
-class KubeTaskClient:
-    """Through the API server, with the worker's service account (get amptasks, patch status)."""
-
-    # what to tell a user whose credential is missing (the Job gets it from a Secret)
-    credential_hint = " (mount it from a Secret)"
-
-    def __init__(self, namespace: str) -> None:
-        from ..kube.api import KubeApi, load_config
-
-        self.api = KubeApi(load_config())
-        self.namespace = namespace
-
-    def get(self, name: str) -> Optional[AmpTask]:
-        from ..kube.api import KubeError
-        from ..kube.jobs import to_task
-
-        try:
-            return to_task(self.api.get_task(self.namespace, name))
-        except KubeError as exc:
-            if exc.status == 404:
-                return None
-            raise
-
-    def report(self, name: str, number: int, report: WorkerReport) -> None:
-        # a merge patch of this attempt's sub-object only: single writer per field
-        self.api.patch_task_status(self.namespace, name, {"reports": {str(number): report.wire()}})
 
 
 class LocalTaskClient:
