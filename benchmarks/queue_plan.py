@@ -1,6 +1,6 @@
 """The concurrency queue at scale: the cost of planning, and status writes per start.
 
-    python benchmarks/queue.py [--waiting 1000 10000] [--owners 10] [--limit 20]
+    python benchmarks/queue_plan.py [--waiting 1000 10000] [--owners 10] [--limit 20]
 
 For N due attempts spread over --owners owners (one owner holds half of them) and --limit
 slots all taken, prints: the median time of one `plan()` (what the SlotBook recomputes after a
