@@ -131,8 +131,10 @@ class Periodic:
                 continue
             quiet = now - self._heard_at.get(full, -WEBHOOK_QUIET_S) < WEBHOOK_QUIET_S
             if poll_repository is not None:
-                self._submit("ci-repo:" + repo, self._poll_repository, poll_repository, repo, due,
-                             SAFETY_NET_S if quiet else 0.0)
+                # one request reads the whole repository: every waiting task learns from it, so
+                # a repository goes at the pace of its most recently pushed task
+                self._submit("ci-repo:" + repo, self._poll_repository, poll_repository, repo,
+                             list(waiting), SAFETY_NET_S if quiet else 0.0)
                 continue
             for name, since in due:
                 self._submit("ci:" + name, self._poll_task, name, since)

@@ -170,6 +170,31 @@ def test_a_webhook_delivery_polls_its_repository_at_once_then_polling_is_a_safet
     loop.stop()
 
 
+def test_one_due_task_polls_its_repository_for_every_waiting_task():
+    from ampx.kube.periodic import Periodic
+    from ampx.schedule import CiSchedule, PollSchedule
+
+    class RepoEngine(RecordingEngine):
+        def __init__(self):
+            super().__init__()
+            self.repos = []
+
+        def poll_repository(self, repo, names):
+            self.repos.append((repo, sorted(names)))
+
+    cache = TaskCache()
+    for name in ("old", "new"):
+        cache.put(body(name, "1", phase="running", stage="ci", ci={"sha": name}, repo="acme/app"))
+    engine = RepoEngine()
+    schedule = CiSchedule(PollSchedule(fast=5, maximum=60))
+    schedule.next_at["old"] = time.monotonic() + 60  # waited long: its next poll is far off
+    loop = Periodic(engine, cache, schedule, resync=3600)
+    loop.run_once()  # "new" is due
+    loop.drain()
+    assert engine.repos == [("acme/app", ["new", "old"])], "one request, both tasks read"
+    loop.stop()
+
+
 def test_a_job_just_created_is_not_missing_before_the_watch_shows_it():
     view = JobView(lambda ns, name: None)
     index: dict = {}
